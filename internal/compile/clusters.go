@@ -1,0 +1,103 @@
+package compile
+
+import (
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/trellis-mesh/trellis/internal/model"
+)
+
+// target is a service port some route of this proxy reaches.
+type target struct {
+	svc  model.ServiceRef
+	port uint32
+}
+
+// serviceClusters adds the EDS clusters of a service port, the whole
+// service and each DestinationRule subset, with their endpoints.
+func (c *compiler) serviceClusters(t target) error {
+	if _, done := c.set.Clusters[ClusterName(t.port, "", t.svc.Name)]; done {
+		return nil
+	}
+	p := c.ix.protocol(t.svc, t.port)
+	sans := c.ix.allowedSANs(t.svc)
+	all := append([]subset{{}}, c.ix.subsets(t.svc)...)
+	for _, s := range all {
+		name := ClusterName(t.port, s.name, t.svc.Name)
+		ts, err := upstreamTLS(p, sans)
+		if err != nil {
+			return err
+		}
+		opts, err := http2Options(p)
+		if err != nil {
+			return err
+		}
+		c.set.Clusters[name] = &clusterv3.Cluster{
+			Name:                          name,
+			ClusterDiscoveryType:          &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
+			EdsClusterConfig:              &clusterv3.Cluster_EdsClusterConfig{EdsConfig: adsSource()},
+			ConnectTimeout:                duration(connectTimeout),
+			LbPolicy:                      clusterv3.Cluster_ROUND_ROBIN,
+			TransportSocket:               ts,
+			TypedExtensionProtocolOptions: opts,
+		}
+		cla, err := c.endpoints(name, t, s)
+		if err != nil {
+			return err
+		}
+		c.set.Endpoints[name] = cla
+	}
+	return nil
+}
+
+// endpoints lists the inbound addresses of the service's workloads that
+// serve the port and carry the subset's labels, healthy or not, in
+// workload name order. A workload is healthy only when its Status says so.
+func (c *compiler) endpoints(name string, t target, s subset) (*endpointv3.ClusterLoadAssignment, error) {
+	cla := &endpointv3.ClusterLoadAssignment{ClusterName: name}
+	var lbs []*endpointv3.LbEndpoint
+	for _, w := range c.ix.byService[t.svc] {
+		if !hasLabels(w.Spec.Labels, s.labels) {
+			continue
+		}
+		for _, p := range w.Spec.Ports {
+			if p.Port != t.port {
+				continue
+			}
+			addr, err := socketAddress(p.Inbound)
+			if err != nil {
+				return nil, err
+			}
+			health := corev3.HealthStatus_UNHEALTHY
+			if w.Status != nil && w.Status.Healthy {
+				health = corev3.HealthStatus_HEALTHY
+			}
+			md, err := structpb.NewStruct(map[string]any{"workload": w.Name, "identity": c.ix.identity(w)})
+			if err != nil {
+				return nil, err
+			}
+			lbs = append(lbs, &endpointv3.LbEndpoint{
+				HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{Address: addr}},
+				HealthStatus:   health,
+				Metadata:       &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{"trellis": md}},
+			})
+			break
+		}
+	}
+	if len(lbs) > 0 {
+		cla.Endpoints = []*endpointv3.LocalityLbEndpoints{{LbEndpoints: lbs}}
+	}
+	return cla, nil
+}
+
+// hasLabels reports whether labels contains every key/value of selector.
+func hasLabels(labels, selector map[string]string) bool {
+	for k, v := range selector {
+		if got, ok := labels[k]; !ok || got != v {
+			return false
+		}
+	}
+	return true
+}

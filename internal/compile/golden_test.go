@@ -1,0 +1,163 @@
+package compile
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/trellis-mesh/trellis/internal/model"
+	"github.com/trellis-mesh/trellis/internal/xds/resources"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/*.golden.json")
+
+// goldenCases name a golden file, the input files it is compiled from and the proxy.
+var goldenCases = []struct {
+	name     string
+	files    []string
+	workload string
+}{
+	{"productpage", []string{"bookinfo.yaml"}, "productpage-v1"},
+	{"reviews-v2-ratings", []string{"bookinfo.yaml"}, "reviews-v2"},
+	{"split-90-10", []string{"bookinfo.yaml", "split.yaml"}, "productpage-v1"},
+	{"header-match", []string{"bookinfo.yaml", "header-match.yaml"}, "productpage-v1"},
+	{"cross-service", []string{"bookinfo.yaml", "cross-service.yaml"}, "productpage-v1"},
+	{"tcp", []string{"tcp.yaml"}, "inventory-v1"},
+	{"tcp-server", []string{"tcp.yaml"}, "mongodb-0"},
+	{"grpc", []string{"grpc.yaml"}, "frontend-v1"},
+	{"grpc-server", []string{"grpc.yaml"}, "stars-v1"},
+}
+
+// loadInput decodes testdata files into an Input.
+func loadInput(t *testing.T, files ...string) *Input {
+	t.Helper()
+	in := &Input{TrustDomain: "cluster.local"}
+	for _, f := range files {
+		data, err := os.ReadFile(filepath.Join("testdata", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		objs, err := model.Decode(data, f)
+		if err != nil {
+			t.Fatalf("decode %s: %v", f, err)
+		}
+		for _, o := range objs {
+			switch o := o.(type) {
+			case *model.Workload:
+				in.Workloads = append(in.Workloads, o)
+			case *model.VirtualService:
+				in.VirtualServices = append(in.VirtualServices, o)
+			case *model.DestinationRule:
+				in.DestinationRules = append(in.DestinationRules, o)
+			}
+		}
+	}
+	return in
+}
+
+// renderSet renders a Set as stable, indented JSON: each type's resources in name order.
+func renderSet(s *resources.Set) ([]byte, error) {
+	type doc struct {
+		Listeners []json.RawMessage `json:"listeners"`
+		Routes    []json.RawMessage `json:"routes"`
+		Clusters  []json.RawMessage `json:"clusters"`
+		Endpoints []json.RawMessage `json:"endpoints"`
+	}
+	var d doc
+	add := func(dst *[]json.RawMessage, m proto.Message) error {
+		b, err := protojson.MarshalOptions{Multiline: true}.Marshal(m)
+		if err != nil {
+			return err
+		}
+		var compact bytes.Buffer // protojson's whitespace is deliberately unstable
+		if err := json.Compact(&compact, b); err != nil {
+			return err
+		}
+		*dst = append(*dst, compact.Bytes())
+		return nil
+	}
+	for _, k := range resources.SortedKeys(s.Listeners) {
+		if err := add(&d.Listeners, s.Listeners[k]); err != nil {
+			return nil, err
+		}
+	}
+	for _, k := range resources.SortedKeys(s.Routes) {
+		if err := add(&d.Routes, s.Routes[k]); err != nil {
+			return nil, err
+		}
+	}
+	for _, k := range resources.SortedKeys(s.Clusters) {
+		if err := add(&d.Clusters, s.Clusters[k]); err != nil {
+			return nil, err
+		}
+	}
+	for _, k := range resources.SortedKeys(s.Endpoints) {
+		if err := add(&d.Endpoints, s.Endpoints[k]); err != nil {
+			return nil, err
+		}
+	}
+	b, err := json.MarshalIndent(d, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("render: %w", err)
+	}
+	return append(b, '\n'), nil
+}
+
+func TestGolden(t *testing.T) {
+	for _, tc := range goldenCases {
+		t.Run(tc.name, func(t *testing.T) {
+			set, err := Proxy(loadInput(t, tc.files...), tc.workload)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := renderSet(set)
+			if err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join("testdata", tc.name+".golden.json")
+			if *update {
+				if err := os.WriteFile(path, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("%v (run go test ./internal/compile -update)", err)
+			}
+			if diff := cmp.Diff(string(want), string(got)); diff != "" {
+				t.Errorf("%s mismatch (-want +got), run with -update if intended:\n%s", path, diff)
+			}
+		})
+	}
+}
+
+// TestDeterministic compiles the same input, shuffled, many times.
+func TestDeterministic(t *testing.T) {
+	in := loadInput(t, "bookinfo.yaml", "header-match.yaml")
+	first, err := Proxy(in, "productpage-v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := renderSet(first)
+	for i := 0; i < 20; i++ {
+		ws := in.Workloads
+		ws[0], ws[len(ws)-1-i%len(ws)] = ws[len(ws)-1-i%len(ws)], ws[0]
+		set, err := Proxy(in, "productpage-v1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := renderSet(set)
+		if !bytes.Equal(got, want) {
+			t.Fatalf("output changed with input order (iteration %d)", i)
+		}
+	}
+}

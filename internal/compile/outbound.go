@@ -1,0 +1,76 @@
+package compile
+
+import (
+	"fmt"
+
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tcpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/trellis-mesh/trellis/internal/model"
+)
+
+// outbound adds what one upstream needs: the plaintext listener at u.Local,
+// its RouteConfiguration (HTTP), and the clusters and endpoints of every
+// service the routes reach.
+func (c *compiler) outbound(svc model.ServiceRef, u model.Upstream) error {
+	port := u.Port
+	if port == 0 {
+		port = c.ix.firstPort(svc)
+	}
+	name := outboundListenerName(port, svc.Name)
+	if _, dup := c.set.Listeners[name]; dup {
+		return fmt.Errorf("listener %s declared twice", name)
+	}
+	addr, err := socketAddress(u.Local)
+	if err != nil {
+		return err
+	}
+	appProto := c.ix.protocol(svc, port)
+	targets := []target{{svc: svc, port: port}}
+	var filter proto.Message
+	var filterName string
+	if appProto.IsHTTP() {
+		rc, reached := c.routeConfig(name, svc, port)
+		c.set.Routes[name] = rc
+		targets = append(targets, reached...)
+		filters, err := routerFilters()
+		if err != nil {
+			return err
+		}
+		filterName = hcmFilter
+		filter = &hcmv3.HttpConnectionManager{
+			StatPrefix: name,
+			CodecType:  hcmv3.HttpConnectionManager_AUTO,
+			RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
+				ConfigSource:    adsSource(),
+				RouteConfigName: name,
+			}},
+			HttpFilters: filters,
+		}
+	} else {
+		filterName = tcpProxyFilter
+		filter = &tcpv3.TcpProxy{
+			StatPrefix:       name,
+			ClusterSpecifier: &tcpv3.TcpProxy_Cluster{Cluster: ClusterName(port, "", svc.Name)},
+		}
+	}
+	typed, err := toAny(filter)
+	if err != nil {
+		return err
+	}
+	c.set.Listeners[name] = &listenerv3.Listener{
+		Name:    name,
+		Address: addr,
+		FilterChains: []*listenerv3.FilterChain{{
+			Filters: []*listenerv3.Filter{{Name: filterName, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: typed}}},
+		}},
+	}
+	for _, t := range targets {
+		if err := c.serviceClusters(t); err != nil {
+			return err
+		}
+	}
+	return nil
+}

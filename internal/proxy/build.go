@@ -1,0 +1,90 @@
+package proxy
+
+import (
+	"fmt"
+
+	"github.com/trellis-mesh/trellis/internal/xds/resources"
+)
+
+// build validates set and translates it into a runtimeConfig. prev (may be
+// nil) supplies upstream transports to carry over for unchanged clusters.
+// It has no side effects besides registering stats names.
+func (p *Proxy) build(set *resources.Set, prev *runtimeConfig) (*runtimeConfig, error) {
+	if set == nil {
+		return nil, fmt.Errorf("nil resource set")
+	}
+	cfg := &runtimeConfig{
+		set:       set,
+		listeners: make(map[string]*listenerConfig, len(set.Listeners)),
+		routes:    make(map[string]*routeTable, len(set.Routes)),
+		clusters:  make(map[string]*cluster, len(set.Clusters)),
+	}
+	for _, name := range resources.SortedKeys(set.Endpoints) {
+		cla := set.Endpoints[name]
+		if cla == nil {
+			return nil, fmt.Errorf("cluster load assignment %q: nil resource", name)
+		}
+		if err := validateCLA(cla); err != nil {
+			return nil, fmt.Errorf("cluster load assignment %q: %w", name, err)
+		}
+	}
+	for _, name := range resources.SortedKeys(set.Clusters) {
+		c := set.Clusters[name]
+		if c == nil || c.GetName() != name {
+			return nil, fmt.Errorf("cluster %q: name: resource name %q does not match its key", name, c.GetName())
+		}
+		tc, err := translateCluster(c, set.Endpoints)
+		if err != nil {
+			return nil, fmt.Errorf("cluster %q: %w", name, err)
+		}
+		tc.stats = p.stats.cluster(name)
+		cfg.clusters[name] = tc
+	}
+	for _, name := range resources.SortedKeys(set.Routes) {
+		rc := set.Routes[name]
+		if rc == nil || rc.GetName() != name {
+			return nil, fmt.Errorf("route configuration %q: name: resource name %q does not match its key", name, rc.GetName())
+		}
+		rt, err := translateRouteConfig(rc)
+		if err != nil {
+			return nil, fmt.Errorf("route configuration %q: %w", name, err)
+		}
+		cfg.routes[name] = rt
+	}
+	addrs := map[string]string{}
+	for _, name := range resources.SortedKeys(set.Listeners) {
+		l := set.Listeners[name]
+		if l == nil || l.GetName() != name {
+			return nil, fmt.Errorf("listener %q: name: resource name %q does not match its key", name, l.GetName())
+		}
+		lc, err := translateListener(l, p.stats)
+		if err != nil {
+			return nil, fmt.Errorf("listener %q: %w", name, err)
+		}
+		if other, dup := addrs[lc.address]; dup {
+			return nil, fmt.Errorf("listener %q: address: %s already used by listener %q", name, lc.address, other)
+		}
+		addrs[lc.address] = name
+		cfg.listeners[name] = lc
+	}
+	// Transports last, once the whole set is known to be valid.
+	for name, c := range cfg.clusters {
+		old := prev.cluster(name)
+		if old != nil {
+			c.next = old.next // keep the round-robin position
+		}
+		if old != nil && old.up.fingerprint == c.fingerprint() {
+			c.up = old.up
+			continue
+		}
+		c.up = newUpstream(c, p.id)
+	}
+	return cfg, nil
+}
+
+func (c *runtimeConfig) cluster(name string) *cluster {
+	if c == nil {
+		return nil
+	}
+	return c.clusters[name]
+}

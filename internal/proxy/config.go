@@ -1,0 +1,161 @@
+package proxy
+
+import (
+	"net/http"
+	"regexp"
+	"sync/atomic"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/trellis-mesh/trellis/internal/xds/resources"
+)
+
+// runtimeConfig is the immutable translation of one resources.Set. Requests
+// load it once through Proxy.cfg and never see a half-applied update.
+type runtimeConfig struct {
+	set       *resources.Set
+	listeners map[string]*listenerConfig
+	routes    map[string]*routeTable // RDS resources by name
+	clusters  map[string]*cluster
+}
+
+type listenerKind int
+
+const (
+	kindHTTP listenerKind = iota + 1
+	kindTCP
+)
+
+// listenerConfig is one translated Listener.
+type listenerConfig struct {
+	name    string
+	address string // host:port
+	kind    listenerKind
+	tls     *downstreamTLS // nil: plaintext
+
+	// HTTP
+	inlineRoutes *routeTable // set when the HCM carries route_config
+	rdsName      string      // set when the HCM uses rds
+	setXFCC      bool        // SANITIZE_SET with uri: set XFCC to By/URI
+	maxHeaderKB  uint32
+
+	// TCP
+	tcpCluster  string
+	idleTimeout time.Duration
+
+	stats *endpointStats
+}
+
+// bindKey identifies the socket and serving mode of a listener. A listener
+// whose key is unchanged by an update keeps its socket.
+func (l *listenerConfig) bindKey() string {
+	k := l.name + " " + l.address
+	if l.kind == kindTCP {
+		k += " tcp"
+	} else {
+		k += " http"
+	}
+	if l.tls != nil {
+		k += " tls"
+		for _, p := range l.tls.alpn {
+			k += "," + p
+		}
+	}
+	return k
+}
+
+type downstreamTLS struct {
+	alpn []string
+}
+
+// routeTable is one RouteConfiguration: the routes of its single virtual host
+// (domains "*"), in order.
+type routeTable struct {
+	name   string
+	routes []*route
+}
+
+type route struct {
+	match   routeMatch
+	timeout time.Duration // 0: none
+	// Exactly one of cluster or weighted is set.
+	cluster  string
+	weighted *weightedClusters
+}
+
+type pathKind int
+
+const (
+	pathPrefix pathKind = iota + 1
+	pathExact
+	pathRegex
+)
+
+type routeMatch struct {
+	kind          pathKind
+	value         string // prefix or exact path, lower-cased when !caseSensitive
+	regex         *regexp.Regexp
+	caseSensitive bool
+	headers       []headerMatcher
+}
+
+type headerKind int
+
+const (
+	headerExact headerKind = iota + 1
+	headerPrefix
+	headerRegex
+	headerPresent
+)
+
+type headerMatcher struct {
+	name   string // canonical MIME header key
+	kind   headerKind
+	value  string
+	regex  *regexp.Regexp
+	invert bool
+}
+
+type weightedClusters struct {
+	names []string
+	// cumulative[i] is the sum of weights 0..i; total is the last element.
+	cumulative []uint32
+	total      uint32
+}
+
+// cluster is one translated Cluster with its current endpoints.
+type cluster struct {
+	name           string
+	connectTimeout time.Duration
+	http2          bool
+	tls            *upstreamTLS // nil: plaintext
+	endpoints      []string     // healthy (or unknown) endpoints, host:port
+	next           *atomic.Uint64
+	up             *upstream // shared HTTP transport, reused across updates when unchanged
+	stats          *endpointStats
+}
+
+type upstreamTLS struct {
+	allowed []spiffeid.ID
+	alpn    []string
+}
+
+// upstream holds what an HTTP request needs to reach a cluster: a pooled
+// transport and the URL scheme it speaks.
+type upstream struct {
+	fingerprint string
+	scheme      string
+	transport   http.RoundTripper
+	closeIdle   func()
+}
+
+// pick returns the next healthy endpoint in round-robin order, lock-free.
+func (c *cluster) pick() (string, bool) {
+	n := len(c.endpoints)
+	if n == 0 {
+		return "", false
+	}
+	i := c.next.Add(1) - 1
+	return c.endpoints[i%uint64(n)], true
+}

@@ -1,0 +1,92 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"log"
+	"net/http"
+	"net/http/httputil"
+)
+
+// forwarder sends a routed request to its upstream endpoint and writes the
+// response. It is the seam where a purpose-built, allocation-free HTTP/1
+// forwarder can replace the net/http one (see PERF-NOTES.md).
+type forwarder interface {
+	forward(w http.ResponseWriter, r *http.Request, t *forwardTarget)
+}
+
+// forwardTarget is the routing decision for one request.
+type forwardTarget struct {
+	cluster       *cluster
+	endpoint      string // host:port
+	listenerStats *endpointStats
+}
+
+type targetKey struct{}
+
+// reverseProxyForwarder forwards with httputil.ReverseProxy: hop-by-hop
+// headers stripped, trailers passed through, streamed bodies flushed
+// immediately, upgrades supported. The transport is the cluster's pooled one.
+type reverseProxyForwarder struct {
+	rp *httputil.ReverseProxy
+}
+
+func newReverseProxyForwarder(p *Proxy) *reverseProxyForwarder {
+	f := &reverseProxyForwarder{}
+	f.rp = &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			t := pr.In.Context().Value(targetKey{}).(*forwardTarget)
+			pr.Out.URL.Scheme = t.cluster.up.scheme
+			pr.Out.URL.Host = t.endpoint
+			// pr.Out.Host keeps the caller's authority.
+		},
+		Transport:     roundTripFunc(clusterRoundTrip),
+		FlushInterval: -1, // never buffer: gRPC and streaming bodies flush at once
+		ErrorLog:      log.New(&serverLog{log: p.log, stats: &endpointStats{}}, "", 0),
+		ModifyResponse: func(res *http.Response) error {
+			t := res.Request.Context().Value(targetKey{}).(*forwardTarget)
+			t.listenerStats.response(res.StatusCode)
+			t.cluster.stats.response(res.StatusCode)
+			return nil
+		},
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			t := r.Context().Value(targetKey{}).(*forwardTarget)
+			code, reason := classifyUpstreamError(r.Context(), err)
+			t.listenerStats.response(code)
+			t.cluster.stats.response(code)
+			if errors.Is(err, context.Canceled) && context.Cause(r.Context()) != errRouteTimeout {
+				// The downstream went away; nobody reads a reply.
+				return
+			}
+			p.log.Debug("upstream request failed", "cluster", t.cluster.name, "endpoint", t.endpoint, "reason", reason, "error", err)
+			localReply(w, code, reason)
+		},
+	}
+	return f
+}
+
+func (f *reverseProxyForwarder) forward(w http.ResponseWriter, r *http.Request, t *forwardTarget) {
+	r = r.WithContext(context.WithValue(r.Context(), targetKey{}, t))
+	f.rp.ServeHTTP(w, r)
+}
+
+func clusterRoundTrip(r *http.Request) (*http.Response, error) {
+	t := r.Context().Value(targetKey{}).(*forwardTarget)
+	return t.cluster.up.transport.RoundTrip(r)
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// classifyUpstreamError maps a failed upstream exchange to a local reply.
+func classifyUpstreamError(ctx context.Context, err error) (int, string) {
+	if context.Cause(ctx) == errRouteTimeout {
+		return http.StatusGatewayTimeout, reasonTimeout
+	}
+	var ce *connectError
+	if errors.As(err, &ce) {
+		return http.StatusServiceUnavailable, reasonConnectFailure
+	}
+	return http.StatusServiceUnavailable, reasonReset
+}

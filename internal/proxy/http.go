@@ -1,0 +1,125 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/trellis-mesh/trellis/internal/proxy/tlsutil"
+)
+
+// Values of the x-trellis-reason header on local replies.
+const (
+	headerReason           = "X-Trellis-Reason"
+	reasonClusterNotFound  = "cluster_not_found"
+	reasonNoHealthy        = "no_healthy_upstream"
+	reasonConnectFailure   = "upstream_connect_failure"
+	reasonReset            = "upstream_reset"
+	reasonTimeout          = "upstream_timeout"
+	reasonRouteNotFound    = "route_not_found"
+	reasonListenerDraining = "listener_draining"
+	reasonIdentity         = "identity_unavailable"
+	headerXFCC             = "X-Forwarded-Client-Cert"
+)
+
+// errRouteTimeout is the cancellation cause of a request whose route timeout
+// expired.
+var errRouteTimeout = errors.New("route timeout")
+
+// httpHandler routes the requests of one HTTP listener with the config
+// current when each request arrives.
+type httpHandler struct {
+	p        *Proxy
+	listener string
+}
+
+func (h *httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	cfg := h.p.cfg.Load()
+	lc := cfg.listeners[h.listener] // cfg is never nil once a listener serves
+	if lc == nil {
+		// The listener was removed and is draining.
+		w.Header().Set("Connection", "close")
+		localReply(w, http.StatusServiceUnavailable, reasonListenerDraining)
+		return
+	}
+	lc.stats.requests.Add(1)
+	if lc.tls != nil {
+		if !h.sanitizeInbound(w, r, lc) {
+			return
+		}
+	}
+	table := lc.inlineRoutes
+	if table == nil {
+		table = cfg.routes[lc.rdsName]
+	}
+	var rt *route
+	if table != nil {
+		rt = table.match(r)
+	}
+	if rt == nil {
+		lc.stats.response(http.StatusNotFound)
+		localReply(w, http.StatusNotFound, reasonRouteNotFound)
+		return
+	}
+	c := cfg.clusters[rt.clusterName()]
+	if c == nil {
+		lc.stats.response(http.StatusServiceUnavailable)
+		localReply(w, http.StatusServiceUnavailable, reasonClusterNotFound)
+		return
+	}
+	c.stats.requests.Add(1)
+	ep, ok := c.pick()
+	if !ok {
+		lc.stats.response(http.StatusServiceUnavailable)
+		c.stats.response(http.StatusServiceUnavailable)
+		localReply(w, http.StatusServiceUnavailable, reasonNoHealthy)
+		return
+	}
+	t := &forwardTarget{cluster: c, endpoint: ep, listenerStats: lc.stats}
+	if rt.timeout > 0 {
+		ctx, cancel := context.WithTimeoutCause(r.Context(), rt.timeout, errRouteTimeout)
+		defer cancel()
+		r = r.WithContext(ctx)
+	}
+	h.p.fwd.forward(w, r, t)
+}
+
+// sanitizeInbound removes client-supplied identity headers from a request
+// that arrived over mTLS and sets x-forwarded-client-cert when configured.
+func (h *httpHandler) sanitizeInbound(w http.ResponseWriter, r *http.Request, lc *listenerConfig) bool {
+	for k := range r.Header {
+		if len(k) > 10 && strings.EqualFold(k[:10], "X-Trellis-") {
+			delete(r.Header, k)
+		}
+	}
+	r.Header.Del(headerXFCC)
+	if !lc.setXFCC {
+		return true
+	}
+	peer, err := tlsutil.PeerID(r.TLS)
+	if err != nil {
+		// The TLS layer verified an SVID, so this does not happen.
+		lc.stats.response(http.StatusForbidden)
+		localReply(w, http.StatusForbidden, reasonIdentity)
+		return false
+	}
+	own, err := h.p.ownID.get(h.p.id)
+	if err != nil {
+		h.p.log.Error("own identity unavailable", "error", err)
+		lc.stats.response(http.StatusServiceUnavailable)
+		localReply(w, http.StatusServiceUnavailable, reasonIdentity)
+		return false
+	}
+	r.Header.Set(headerXFCC, "By="+own+";URI="+peer.String())
+	return true
+}
+
+func localReply(w http.ResponseWriter, code int, reason string) {
+	h := w.Header()
+	h.Set(headerReason, reason)
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(code)
+	_, _ = w.Write([]byte(reason + "\n"))
+}

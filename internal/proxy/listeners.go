@@ -1,0 +1,190 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/trellis-mesh/trellis/internal/proxy/tlsutil"
+)
+
+// Safe server defaults (DESIGN.md "Defaults that must be safe").
+const (
+	readHeaderTimeout    = 10 * time.Second
+	idleTimeout          = 5 * time.Minute
+	maxHeaderBytes       = 64 << 10
+	maxConcurrentStreams = 1000
+	drainTimeout         = 30 * time.Second // for listeners removed by an update
+)
+
+// boundListener is a listening socket and the server running on it.
+type boundListener struct {
+	key     string
+	name    string
+	address string
+	ln      net.Listener
+	http    *http.Server // kindHTTP
+	tcp     *tcpServer   // kindTCP
+	serve   func() error
+	done    chan struct{} // closed when serve returns
+}
+
+// applyListeners binds the listeners of cfg that are new or changed. It
+// returns them (not yet serving) and the bound listeners to drain; Update
+// starts and drains them after swapping the config in. Unchanged listeners
+// (same name, address and mode) keep their socket.
+func (p *Proxy) applyListeners(cfg *runtimeConfig) (started, closing []*boundListener, err error) {
+	heldBy := map[string]*boundListener{}
+	for name, b := range p.bound {
+		if lc := cfg.listeners[name]; lc == nil || lc.bindKey() != b.key {
+			closing = append(closing, b)
+			heldBy[b.address] = b
+		}
+	}
+	names := make([]string, 0, len(cfg.listeners))
+	for name := range cfg.listeners {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		lc := cfg.listeners[name]
+		if b := p.bound[name]; b != nil && b.key == lc.bindKey() {
+			continue
+		}
+		if old := heldBy[lc.address]; old != nil {
+			_ = old.ln.Close() // free the address; its connections drain later
+		}
+		b, err := p.bind(lc)
+		if err != nil {
+			for _, s := range started {
+				_ = s.ln.Close()
+			}
+			return nil, nil, fmt.Errorf("listener %q: address: %w", name, err)
+		}
+		started = append(started, b)
+	}
+	return started, closing, nil
+}
+
+// commitListeners starts serving the newly bound listeners and drains the
+// replaced ones. Called with p.mu held, after the config swap.
+func (p *Proxy) commitListeners(started, closing []*boundListener) {
+	for _, b := range closing {
+		if p.bound[b.name] == b {
+			delete(p.bound, b.name)
+		}
+		p.draining.Add(1)
+		go func() {
+			defer p.draining.Done()
+			ctx, cancel := context.WithTimeout(p.ctx, drainTimeout)
+			defer cancel()
+			b.shutdown(ctx)
+		}()
+	}
+	for _, b := range started {
+		p.bound[b.name] = b
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			defer close(b.done)
+			if err := b.serve(); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+				p.log.Error("listener stopped", "listener", b.name, "address", b.address, "error", err)
+			}
+		}()
+	}
+}
+
+func (p *Proxy) bind(lc *listenerConfig) (*boundListener, error) {
+	var lcfg net.ListenConfig
+	ln, err := lcfg.Listen(p.ctx, "tcp", lc.address)
+	if err != nil {
+		return nil, fmt.Errorf("listen %s: %w", lc.address, err)
+	}
+	b := &boundListener{key: lc.bindKey(), name: lc.name, address: lc.address, ln: ln, done: make(chan struct{})}
+	if lc.kind == kindTCP {
+		b.tcp = newTCPServer(p, lc, ln)
+		b.serve = b.tcp.serve
+		return b, nil
+	}
+	b.http = p.newHTTPServer(lc)
+	if lc.tls != nil {
+		b.http.TLSConfig = tlsutil.ServerConfig(p.id, lc.tls.alpn)
+		b.serve = func() error { return b.http.ServeTLS(ln, "", "") }
+	} else {
+		b.serve = func() error { return b.http.Serve(ln) }
+	}
+	return b, nil
+}
+
+func (p *Proxy) newHTTPServer(lc *listenerConfig) *http.Server {
+	stats := lc.stats
+	mh := maxHeaderBytes
+	if lc.maxHeaderKB > 0 && int(lc.maxHeaderKB)<<10 < mh {
+		mh = int(lc.maxHeaderKB) << 10
+	}
+	srv := &http.Server{
+		Handler:           &httpHandler{p: p, listener: lc.name},
+		ReadHeaderTimeout: readHeaderTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    mh,
+		HTTP2:             &http.HTTP2Config{MaxConcurrentStreams: maxConcurrentStreams},
+		Protocols:         new(http.Protocols),
+		BaseContext:       func(net.Listener) context.Context { return p.ctx },
+		ErrorLog:          log.New(&serverLog{log: p.log.With("listener", lc.name), stats: stats}, "", 0),
+		ConnState: func(_ net.Conn, s http.ConnState) {
+			switch s {
+			case http.StateNew:
+				stats.active.Add(1)
+			case http.StateClosed, http.StateHijacked:
+				stats.active.Add(-1)
+			}
+		},
+	}
+	srv.Protocols.SetHTTP1(true)
+	if lc.tls != nil {
+		srv.Protocols.SetHTTP2(true)
+	} else {
+		srv.Protocols.SetUnencryptedHTTP2(true)
+	}
+	return srv
+}
+
+// shutdown stops accepting and drains until ctx ends, then force-closes.
+func (b *boundListener) shutdown(ctx context.Context) {
+	if b.http != nil {
+		if err := b.http.Shutdown(ctx); err != nil {
+			_ = b.http.Close()
+		}
+	} else {
+		b.tcp.shutdown(ctx)
+	}
+	select {
+	case <-b.done:
+	case <-ctx.Done():
+	}
+}
+
+// serverLog adapts net/http's error log to slog and counts TLS handshake
+// failures, which net/http reports only there.
+type serverLog struct {
+	log   *slog.Logger
+	stats *endpointStats
+}
+
+func (s *serverLog) Write(b []byte) (int, error) {
+	msg := strings.TrimSpace(string(b))
+	if strings.Contains(msg, "TLS handshake error") {
+		s.stats.tlsFailures.Add(1)
+		s.log.Debug("downstream tls handshake failed", "detail", msg)
+		return len(b), nil
+	}
+	s.log.Warn("http server", "detail", msg)
+	return len(b), nil
+}

@@ -1,0 +1,219 @@
+// Package proxy is the Trellis sidecar data plane. It translates complete xDS
+// resource sets (Envoy v3 protos, see ARCHITECTURE.md "The xDS contract")
+// into an immutable runtime config and serves traffic with it.
+//
+//	        Update(*resources.Set)
+//	                 │ build: validate + translate (NACK on error, nothing changes)
+//	                 ▼
+//	  atomic.Pointer[runtimeConfig] ◄── loaded once per request / connection
+//	                 │
+//	┌────────────────┼──────────────────────────────┐
+//	│ listeners (bound sockets, kept while name+address+mode are unchanged)
+//	│   http: net/http server ─► route table ─► cluster ─► forwarder ─► pooled transport
+//	│   tcp:  accept ─► cluster ─► round-robin endpoint ─► copy both ways (half-close)
+//	└────────────────┴──────────────────────────────┘
+//	  tlsutil: TLS 1.3 mTLS, SPIFFE verification per handshake, secure naming
+//
+// Behaviour of references that are not (yet) present:
+//   - a route to a cluster not in the config answers 503 with
+//     x-trellis-reason: cluster_not_found; a cluster without healthy
+//     endpoints answers 503 no_healthy_upstream (TCP: the connection is closed);
+//   - an HTTP listener whose RDS route configuration has not arrived answers
+//     404 with x-trellis-reason: route_not_found, as does a request no route
+//     matches;
+//   - an EDS cluster whose ClusterLoadAssignment is missing has no endpoints.
+//
+// Route timeouts: an unset or zero route timeout means no timeout (Envoy
+// defaults to 15s; the compiler emits a timeout only when one is configured).
+// A route timeout covers the whole exchange, including streamed bodies.
+//
+// HTTP forwarding sits behind the small forwarder interface (forward.go). The
+// current implementation is net/http's server plus httputil.ReverseProxy with
+// per-cluster pooled http.Transports (h2 or HTTP/1.1 over mTLS between
+// sidecars, h2c or HTTP/1.1 to the app). PERF-NOTES.md measures this at 2-3x
+// the cost of a purpose-built HTTP/1.1 forwarder, which can replace it behind
+// the same interface.
+//
+// Inbound (TLS) HTTP listeners remove client-sent x-forwarded-client-cert and
+// x-trellis-* headers and, with SANITIZE_SET + uri, set
+// x-forwarded-client-cert: By=<own spiffe id>;URI=<peer spiffe id>.
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+
+	"github.com/trellis-mesh/trellis/internal/proxy/tlsutil"
+	"github.com/trellis-mesh/trellis/internal/xds/resources"
+)
+
+// Identity supplies the sidecar's current SVID and the trust bundle. Both
+// change on rotation; the proxy reads them on every handshake, so rotation
+// never drops connections.
+type Identity interface {
+	Certificate() (*tls.Certificate, error) // leaf first, with private key
+	x509bundle.Source
+}
+
+// Options configure a Proxy.
+type Options struct {
+	Identity Identity
+	Logger   *slog.Logger
+}
+
+// Proxy is the sidecar data plane. Create it with New, feed it with Update,
+// stop it with Shutdown.
+type Proxy struct {
+	id    tlsutil.Identity
+	log   *slog.Logger
+	stats *statsRegistry
+	cfg   atomic.Pointer[runtimeConfig]
+	fwd   forwarder
+	ownID ownIDCache
+
+	ctx    context.Context // owns every goroutine of the proxy
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu       sync.Mutex // serializes Update and Shutdown; guards bound, closed
+	bound    map[string]*boundListener
+	closed   bool
+	draining sync.WaitGroup
+}
+
+// New returns a Proxy with no config; it serves nothing until Update.
+func New(opts Options) (*Proxy, error) {
+	if opts.Identity == nil {
+		return nil, errors.New("proxy: Options.Identity is required")
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &Proxy{
+		id:     opts.Identity,
+		log:    log,
+		stats:  newStatsRegistry(),
+		ctx:    ctx,
+		cancel: cancel,
+		bound:  map[string]*boundListener{},
+	}
+	p.fwd = newReverseProxyForwarder(p)
+	return p, nil
+}
+
+// Update validates a complete resource set and, if valid, swaps it in
+// atomically, binding new listeners and draining removed ones. On an invalid
+// resource it returns an error naming the resource and field and changes
+// nothing. A listener that cannot be bound is also an error; listeners bound
+// by the failed update are closed again and the previous config stays.
+func (p *Proxy) Update(set *resources.Set) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return errors.New("proxy: shut down")
+	}
+	prev := p.cfg.Load()
+	cfg, err := p.build(set, prev)
+	if err != nil {
+		return fmt.Errorf("proxy: %w", err)
+	}
+	started, closing, err := p.applyListeners(cfg)
+	if err != nil {
+		return fmt.Errorf("proxy: %w", err)
+	}
+	p.cfg.Store(cfg)
+	p.commitListeners(started, closing)
+	if prev != nil {
+		for name, old := range prev.clusters {
+			if c := cfg.clusters[name]; c == nil || c.up != old.up {
+				old.up.closeIdle() // in-flight requests keep their connections
+			}
+		}
+	}
+	p.log.Info("config applied", "listeners", len(cfg.listeners), "routes", len(cfg.routes),
+		"clusters", len(cfg.clusters), "endpoints", len(set.Endpoints))
+	return nil
+}
+
+// Ready reports whether a first Update succeeded.
+func (p *Proxy) Ready() bool { return p.cfg.Load() != nil }
+
+// Shutdown stops accepting connections, lets in-flight requests and
+// connections finish until ctx ends, then closes everything.
+func (p *Proxy) Shutdown(ctx context.Context) error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil
+	}
+	p.closed = true
+	bound := p.bound
+	p.bound = map[string]*boundListener{}
+	p.mu.Unlock()
+
+	var wg sync.WaitGroup
+	for _, b := range bound {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			b.shutdown(ctx)
+		}()
+	}
+	wg.Wait()
+	done := make(chan struct{})
+	go func() {
+		p.draining.Wait()
+		close(done)
+	}()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = fmt.Errorf("proxy shutdown: drain: %w", ctx.Err())
+	}
+	p.cancel() // force-closes whatever still drains
+	p.wg.Wait()
+	<-done
+	if cfg := p.cfg.Load(); cfg != nil {
+		for _, c := range cfg.clusters {
+			c.up.closeIdle()
+		}
+	}
+	return err
+}
+
+// ownIDCache caches the SPIFFE ID of the current SVID, re-parsed only when
+// the Identity returns a different certificate (rotation).
+type ownIDCache struct {
+	v atomic.Pointer[ownIDEntry]
+}
+
+type ownIDEntry struct {
+	cert *tls.Certificate
+	id   string
+}
+
+func (c *ownIDCache) get(id Identity) (string, error) {
+	cert, err := id.Certificate()
+	if err != nil {
+		return "", fmt.Errorf("local svid: %w", err)
+	}
+	if e := c.v.Load(); e != nil && e.cert == cert {
+		return e.id, nil
+	}
+	sid, err := tlsutil.OwnID(cert)
+	if err != nil {
+		return "", err
+	}
+	c.v.Store(&ownIDEntry{cert: cert, id: sid.String()})
+	return sid.String(), nil
+}

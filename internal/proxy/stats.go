@@ -1,0 +1,101 @@
+package proxy
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"sync"
+	"sync/atomic"
+)
+
+// endpointStats are the counters of one listener or cluster. They are
+// resolved when a config is built, so the request path only does atomic adds.
+type endpointStats struct {
+	requests        atomic.Uint64
+	resp1xx         atomic.Uint64
+	resp2xx         atomic.Uint64
+	resp3xx         atomic.Uint64
+	resp4xx         atomic.Uint64
+	resp5xx         atomic.Uint64
+	connectFailures atomic.Uint64
+	tlsFailures     atomic.Uint64
+	active          atomic.Int64 // open connections
+}
+
+func (s *endpointStats) response(code int) {
+	switch {
+	case code >= 500:
+		s.resp5xx.Add(1)
+	case code >= 400:
+		s.resp4xx.Add(1)
+	case code >= 300:
+		s.resp3xx.Add(1)
+	case code >= 200:
+		s.resp2xx.Add(1)
+	default:
+		s.resp1xx.Add(1)
+	}
+}
+
+// statsRegistry keeps counters by name across config updates, so counters are
+// cumulative for the life of the proxy. It is touched only when configs are
+// built and when stats are written.
+type statsRegistry struct {
+	mu        sync.Mutex
+	listeners map[string]*endpointStats
+	clusters  map[string]*endpointStats
+}
+
+func newStatsRegistry() *statsRegistry {
+	return &statsRegistry{listeners: map[string]*endpointStats{}, clusters: map[string]*endpointStats{}}
+}
+
+func (r *statsRegistry) listener(name string) *endpointStats {
+	return r.get(r.listeners, name)
+}
+
+func (r *statsRegistry) cluster(name string) *endpointStats {
+	return r.get(r.clusters, name)
+}
+
+func (r *statsRegistry) get(m map[string]*endpointStats, name string) *endpointStats {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s, ok := m[name]
+	if !ok {
+		s = &endpointStats{}
+		m[name] = s
+	}
+	return s
+}
+
+// write prints every counter as "name value\n", sorted by name.
+func (r *statsRegistry) write(w io.Writer) {
+	r.mu.Lock()
+	var lines []string
+	add := func(prefix string, m map[string]*endpointStats) {
+		for name, s := range m {
+			p := prefix + "." + name + "."
+			lines = append(lines,
+				fmt.Sprintf("%srequests %d", p, s.requests.Load()),
+				fmt.Sprintf("%sresponses_1xx %d", p, s.resp1xx.Load()),
+				fmt.Sprintf("%sresponses_2xx %d", p, s.resp2xx.Load()),
+				fmt.Sprintf("%sresponses_3xx %d", p, s.resp3xx.Load()),
+				fmt.Sprintf("%sresponses_4xx %d", p, s.resp4xx.Load()),
+				fmt.Sprintf("%sresponses_5xx %d", p, s.resp5xx.Load()),
+				fmt.Sprintf("%supstream_connect_failures %d", p, s.connectFailures.Load()),
+				fmt.Sprintf("%stls_handshake_failures %d", p, s.tlsFailures.Load()),
+				fmt.Sprintf("%sactive_connections %d", p, s.active.Load()),
+			)
+		}
+	}
+	add("listener", r.listeners)
+	add("cluster", r.clusters)
+	r.mu.Unlock()
+	sort.Strings(lines)
+	for _, l := range lines {
+		if _, err := io.WriteString(w, l+"\n"); err != nil {
+			return
+		}
+	}
+}

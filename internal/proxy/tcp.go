@@ -1,0 +1,207 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/trellis-mesh/trellis/internal/proxy/tlsutil"
+)
+
+const tcpHandshakeTimeout = 10 * time.Second
+
+// tcpServer serves one tcp_proxy listener: accept, optional mTLS handshake,
+// connect to a round-robin endpoint of the listener's cluster, copy both
+// ways with half-close.
+type tcpServer struct {
+	p    *Proxy
+	name string
+	tls  *tls.Config // nil: plaintext downstream
+	ln   net.Listener
+
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
+	wg    sync.WaitGroup
+}
+
+func newTCPServer(p *Proxy, lc *listenerConfig, ln net.Listener) *tcpServer {
+	s := &tcpServer{p: p, name: lc.name, ln: ln, conns: map[net.Conn]struct{}{}}
+	if lc.tls != nil {
+		s.tls = tlsutil.ServerConfig(p.id, lc.tls.alpn)
+	}
+	return s
+}
+
+func (s *tcpServer) serve() error {
+	var delay time.Duration
+	for {
+		c, err := s.ln.Accept()
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() && s.p.ctx.Err() == nil {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				time.Sleep(delay)
+				continue
+			}
+			return err
+		}
+		delay = 0
+		if !s.track(c, true) {
+			_ = c.Close()
+			continue
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			defer s.track(c, false)
+			s.handle(c)
+		}()
+	}
+}
+
+// track adds or removes a downstream conn; adding fails after shutdown began.
+func (s *tcpServer) track(c net.Conn, add bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !add {
+		delete(s.conns, c)
+		return true
+	}
+	if s.conns == nil {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	return true
+}
+
+func (s *tcpServer) shutdown(ctx context.Context) {
+	_ = s.ln.Close()
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+	s.mu.Lock()
+	for c := range s.conns {
+		_ = c.Close()
+	}
+	s.conns = nil
+	s.mu.Unlock()
+	<-done
+}
+
+func (s *tcpServer) handle(down net.Conn) {
+	defer down.Close()
+	cfg := s.p.cfg.Load()
+	lc := cfg.listeners[s.name]
+	if lc == nil || lc.kind != kindTCP {
+		return // removed while draining
+	}
+	lc.stats.active.Add(1)
+	defer lc.stats.active.Add(-1)
+	lc.stats.requests.Add(1)
+	ctx, cancel := context.WithCancel(s.p.ctx)
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() { _ = down.Close() })
+	defer stop()
+	log := s.p.log.With("listener", s.name, "remote", down.RemoteAddr().String())
+
+	if s.tls != nil {
+		tc := tls.Server(down, s.tls)
+		hctx, hcancel := context.WithTimeout(ctx, tcpHandshakeTimeout)
+		err := tc.HandshakeContext(hctx)
+		hcancel()
+		if err != nil {
+			lc.stats.tlsFailures.Add(1)
+			log.Debug("downstream tls handshake failed", "error", err)
+			return
+		}
+		cs := tc.ConnectionState()
+		if peer, err := tlsutil.PeerID(&cs); err == nil {
+			log = log.With("peer", peer.String())
+		}
+		down = tc
+	}
+	c := cfg.clusters[lc.tcpCluster]
+	if c == nil {
+		log.Warn("tcp cluster not found", "cluster", lc.tcpCluster)
+		return
+	}
+	c.stats.requests.Add(1)
+	ep, ok := c.pick()
+	if !ok {
+		log.Warn("no healthy upstream", "cluster", c.name)
+		return
+	}
+	up, err := dialUpstream(ctx, c, s.p.id, ep)
+	if err != nil {
+		log.Warn("upstream connect failed", "cluster", c.name, "endpoint", ep, "error", err)
+		return
+	}
+	defer up.Close()
+	stopUp := context.AfterFunc(ctx, func() { _ = up.Close() })
+	defer stopUp()
+	pipe(down, up, lc.idleTimeout)
+}
+
+// pipe copies both ways until both directions end. EOF on one side
+// half-closes the other; the connection is idle when neither direction
+// moved data for idle (0: no idle timeout).
+func pipe(a, b net.Conn, idle time.Duration) {
+	var last atomic.Int64
+	last.Store(time.Now().UnixNano())
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		copyHalf(b, a, idle, &last)
+	}()
+	copyHalf(a, b, idle, &last)
+	wg.Wait()
+}
+
+type closeWriter interface{ CloseWrite() error }
+
+func copyHalf(dst, src net.Conn, idle time.Duration, last *atomic.Int64) {
+	buf := make([]byte, 32<<10)
+	for {
+		if idle > 0 {
+			_ = src.SetReadDeadline(time.Unix(0, last.Load()).Add(idle))
+		}
+		n, err := src.Read(buf)
+		if n > 0 {
+			last.Store(time.Now().UnixNano())
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				_ = src.Close()
+				_ = dst.Close()
+				return
+			}
+		}
+		if err == nil {
+			continue
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) && time.Since(time.Unix(0, last.Load())) < idle {
+			continue // the other direction was active
+		}
+		if errors.Is(err, io.EOF) {
+			if cw, ok := dst.(closeWriter); ok {
+				_ = cw.CloseWrite()
+				return
+			}
+		}
+		// Idle timeout, reset, or no half-close support: end both directions.
+		_ = src.Close()
+		_ = dst.Close()
+		return
+	}
+}

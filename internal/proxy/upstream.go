@@ -1,0 +1,115 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/trellis-mesh/trellis/internal/proxy/tlsutil"
+)
+
+// connectError marks a failure to establish an upstream connection (TCP
+// connect or mTLS handshake, including a secure-naming refusal).
+type connectError struct{ err error }
+
+func (e *connectError) Error() string { return "upstream connect: " + e.err.Error() }
+func (e *connectError) Unwrap() error { return e.err }
+
+// dialUpstream connects to addr for cluster c: plain TCP, or mTLS with the
+// cluster's ALPN and allowed SPIFFE IDs. Failures are counted on the cluster
+// and returned as *connectError. The returned conn decrements the cluster's
+// active connection gauge when closed.
+func dialUpstream(ctx context.Context, c *cluster, id tlsutil.Identity, addr string) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.connectTimeout)
+	defer cancel()
+	var d net.Dialer
+	raw, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		c.stats.connectFailures.Add(1)
+		return nil, &connectError{fmt.Errorf("cluster %s: dial %s: %w", c.name, addr, err)}
+	}
+	c.stats.active.Add(1)
+	// Count below TLS, so *tls.Conn stays the concrete type net/http
+	// inspects to negotiate h2.
+	var conn net.Conn = &countedConn{Conn: raw, gauge: &c.stats.active}
+	if c.tls != nil {
+		tc := tls.Client(conn, tlsutil.ClientConfig(id, c.tls.allowed, c.tls.alpn))
+		if err := tc.HandshakeContext(ctx); err != nil {
+			_ = conn.Close()
+			c.stats.connectFailures.Add(1)
+			c.stats.tlsFailures.Add(1)
+			return nil, &connectError{fmt.Errorf("cluster %s: tls handshake with %s: %w", c.name, addr, err)}
+		}
+		conn = tc
+	}
+	return conn, nil
+}
+
+// newUpstream builds the pooled HTTP transport of a cluster. It is built only
+// when a cluster first appears or its fingerprint changes, and is otherwise
+// carried over to the next config, keeping its idle connections.
+func newUpstream(c *cluster, id tlsutil.Identity) *upstream {
+	// The transport is shared by every config that keeps the same
+	// fingerprint, so it must not capture c (its endpoints are per config).
+	dialCluster := &cluster{name: c.name, connectTimeout: c.connectTimeout, tls: c.tls, stats: c.stats}
+	t := &http.Transport{
+		MaxIdleConnsPerHost:   256,
+		IdleConnTimeout:       90 * time.Second,
+		DisableCompression:    true,
+		ExpectContinueTimeout: time.Second,
+		HTTP2: &http.HTTP2Config{
+			MaxConcurrentStreams: 1000,
+			SendPingTimeout:      30 * time.Second,
+		},
+		Protocols: new(http.Protocols),
+	}
+	up := &upstream{fingerprint: c.fingerprint(), transport: t, closeIdle: t.CloseIdleConnections}
+	dial := func(ctx context.Context, _, addr string) (net.Conn, error) {
+		return dialUpstream(ctx, dialCluster, id, addr)
+	}
+	switch {
+	case c.tls == nil && c.http2:
+		up.scheme = "http"
+		t.DialContext = dial
+		t.Protocols.SetUnencryptedHTTP2(true)
+	case c.tls == nil:
+		up.scheme = "http"
+		t.DialContext = dial
+		t.Protocols.SetHTTP1(true)
+	case c.http2:
+		up.scheme = "https"
+		t.DialTLSContext = dial
+		t.ForceAttemptHTTP2 = true
+		t.Protocols.SetHTTP2(true)
+	default:
+		up.scheme = "https"
+		t.DialTLSContext = dial
+		t.Protocols.SetHTTP1(true)
+	}
+	return up
+}
+
+// countedConn decrements a gauge once when closed.
+type countedConn struct {
+	net.Conn
+	gauge interface{ Add(int64) int64 }
+	once  sync.Once
+}
+
+// CloseWrite half-closes the underlying TCP connection.
+func (c *countedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return c.Close()
+}
+
+func (c *countedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(func() { c.gauge.Add(-1) })
+	return err
+}
