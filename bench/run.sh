@@ -8,7 +8,8 @@
 #   bench/run.sh --no-results    # do not touch bench/RESULTS.md
 #
 # Settings (environment): QPS=1000 CONNS=16 DURATION=15s MAX_CONNS=32
-# MAX_DURATION=10s WARMUP=2s ROUNDS=1 READY_TIMEOUT=60 FORTIO_VERSION=v1.68.2.
+# MAX_DURATION=10s WARMUP=2s ROUNDS=1 READY_TIMEOUT=60 FORTIO_VERSION=v1.68.2,
+# TRELLIS_BIN (a trellis binary to use instead of building ./cmd/trellis).
 # Every process it starts is stopped by PID on exit. Raw output: bench/out/<run>/.
 set -euo pipefail
 
@@ -52,7 +53,8 @@ RUN_ID=$(date -u +%Y%m%dT%H%M%SZ)
 RUN_DIR=$OUT/$RUN_ID
 mkdir -p "$RUN_DIR"
 BENCHTOOL=$OUT/benchtool
-TRELLIS=$OUT/trellis
+# TRELLIS_BIN: use that trellis binary instead of building ./cmd/trellis.
+TRELLIS=${TRELLIS_BIN:-$OUT/trellis}
 CLIENT=client-v1
 BACKEND=backend-v1
 
@@ -62,13 +64,19 @@ secs() { echo "${1%s}"; }
 
 # --- processes: every one we start is recorded and stopped by PID ----------
 PIDS=()
-stop_pid() { # stop_pid PID [SIGNAL]: signal, wait up to 15s, then SIGKILL
+stop_pid() { # stop_pid PID [SIGNAL]: signal, wait up to 15s, then SIGTERM (5s), then SIGKILL
 	local pid=$1 sig=${2:-TERM} deadline=$((SECONDS + 15))
 	kill -0 "$pid" 2>/dev/null || return 0
 	kill -"$sig" "$pid" 2>/dev/null || true
 	while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.2; done
+	if [[ $sig != TERM ]] && kill -0 "$pid" 2>/dev/null; then
+		log "pid $pid still alive 15s after SIG$sig, sending SIGTERM"
+		kill -TERM "$pid" 2>/dev/null || true
+		deadline=$((SECONDS + 5))
+		while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.2; done
+	fi
 	if kill -0 "$pid" 2>/dev/null; then
-		log "pid $pid still alive after 15s, killing"
+		log "pid $pid still alive, killing"
 		kill -KILL "$pid" 2>/dev/null || true
 	fi
 	wait "$pid" 2>/dev/null || true
@@ -98,9 +106,9 @@ if [[ -z "$WRK" && $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
 	WRK=$(command -v wrk || true)
 fi
 
-log "building benchtool$(if [[ $MODE == both ]]; then echo ' and trellis'; fi)"
+log "building benchtool$(if [[ $MODE == both && -z "${TRELLIS_BIN:-}" ]]; then echo ' and trellis'; fi)"
 go build -o "$BENCHTOOL" ./bench/benchtool
-if [[ $MODE == both ]]; then go build -o "$TRELLIS" ./cmd/trellis; fi
+if [[ $MODE == both && -z "${TRELLIS_BIN:-}" ]]; then go build -o "$TRELLIS" ./cmd/trellis; fi
 
 FORTIO_VER=$("$FORTIO" version 2>/dev/null | head -1)
 WRK_VER=none
@@ -204,10 +212,14 @@ start_mesh() {
 	p1=$("$BENCHTOOL" freeport)
 	p2=$("$BENCHTOOL" freeport)
 	CONTROL=http://127.0.0.1:$p1
-	log "trellis up -f bench/mesh.yaml (control 127.0.0.1:$p1, xds 127.0.0.1:$p2)"
-	"$TRELLIS" up -f bench/mesh.yaml --control-addr "127.0.0.1:$p1" --xds-addr "127.0.0.1:$p2" >"$RUN_DIR/up.log" 2>&1 &
+	# The admin API flag of `trellis up` is --admin-addr (--control-addr in early plans).
+	local admin_flag=--admin-addr
+	if "$TRELLIS" up --help 2>/dev/null | grep -q -- '--control-addr'; then admin_flag=--control-addr; fi
+	UP_CMD="trellis up -f bench/mesh.yaml $admin_flag 127.0.0.1:$p1 --xds-addr 127.0.0.1:$p2"
+	"$TRELLIS" up -f bench/mesh.yaml "$admin_flag" "127.0.0.1:$p1" --xds-addr "127.0.0.1:$p2" >"$RUN_DIR/up.log" 2>&1 &
 	UP_PID=$!
 	PIDS+=("$UP_PID")
+	log "$UP_CMD (pid $UP_PID)"
 	deadline=$((SECONDS + READY_TIMEOUT))
 	READY=false
 	while [[ $READY != true ]]; do
@@ -228,6 +240,9 @@ start_mesh() {
 		PIDS+=("$pid") # stopped by trellis up normally; this only catches strays
 	done
 	log "sidecar pids: $CLIENT ${SIDECAR_PIDS[0]}, $BACKEND ${SIDECAR_PIDS[1]}"
+	# Apps and sidecars are trellis up's children: record them so that none
+	# outlives the run even if trellis up has to be killed.
+	for pid in $(pgrep -P "$UP_PID" || true); do PIDS+=("$pid"); done
 	wait_http "http://$CLIENT_OUTBOUND/whoami" "$BACKEND" 20 || die "request through the sidecars did not reach $BACKEND"
 	"$BENCHTOOL" whoami "http://$CLIENT_OUTBOUND/whoami" "$BACKEND" | tee "$RUN_DIR/mesh-whoami.txt" >&2
 	grep -q 'spiffe://' "$RUN_DIR/mesh-whoami.txt" || log "warning: the app saw no SPIFFE x-forwarded-client-cert: is mTLS on?"
@@ -269,7 +284,7 @@ REPORT=$RUN_DIR/report.md
 	echo "- fixed rate: \`$FIXED_CMD\`"
 	echo "- max rate: \`$MAX_CMD\`"
 	echo "- direct: bench-backend alone on 127.0.0.1 (\`benchtool demo-app bench-backend\`)"
-	if [[ $MODE == both ]]; then echo "- two sidecars: \`trellis up -f bench/mesh.yaml\`; load to $CLIENT's outbound port for backend → $CLIENT sidecar → mTLS 1.3 → $BACKEND sidecar → bench-backend"; fi
+	if [[ $MODE == both ]]; then echo "- two sidecars: \`$UP_CMD\`; load to $CLIENT's outbound port for backend → $CLIENT sidecar → mTLS 1.3 → $BACKEND sidecar → bench-backend"; fi
 	echo "- load average (1, 5, 15 min): $LOAD_BEFORE before, $LOAD_AFTER after"
 	if [[ $BUSY == 1 ]]; then echo "- **the machine was busy with other work when this run started: tail latencies (p99, p99.9) and max rps are not trustworthy**"; fi
 	echo "- raw output: bench/out/$RUN_ID/ (not committed)"

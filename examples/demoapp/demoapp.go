@@ -35,17 +35,11 @@ const (
 )
 
 // UpstreamEnv returns the environment variable that carries the local
-// outbound address of service: "reviews" → TRELLIS_UPSTREAM_REVIEWS,
-// "tcp-echo" → TRELLIS_UPSTREAM_TCP_ECHO.
+// outbound address of service: the name upper-cased with '-' turned into
+// '_' ("reviews" → TRELLIS_UPSTREAM_REVIEWS, "tcp-echo" →
+// TRELLIS_UPSTREAM_TCP_ECHO), as `trellis up` sets it.
 func UpstreamEnv(service string) string {
-	s := strings.ToUpper(service)
-	s = strings.Map(func(r rune) rune {
-		if (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9') {
-			return r
-		}
-		return '_'
-	}, s)
-	return EnvUpstreamPrefix + s
+	return EnvUpstreamPrefix + strings.ToUpper(strings.ReplaceAll(service, "-", "_"))
 }
 
 // config is what an app learns from its environment.

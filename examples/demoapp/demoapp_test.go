@@ -73,7 +73,7 @@ func TestUpstreamEnv(t *testing.T) {
 		"reviews":   "TRELLIS_UPSTREAM_REVIEWS",
 		"tcp-echo":  "TRELLIS_UPSTREAM_TCP_ECHO",
 		"grpc-echo": "TRELLIS_UPSTREAM_GRPC_ECHO",
-		"api.v2":    "TRELLIS_UPSTREAM_API_V2",
+		"api-v2":    "TRELLIS_UPSTREAM_API_V2",
 	} {
 		if got := UpstreamEnv(in); got != want {
 			t.Errorf("UpstreamEnv(%q) = %q, want %q", in, got, want)

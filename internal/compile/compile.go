@@ -163,6 +163,12 @@ func (ix *index) allowedSANs(svc model.ServiceRef) []string {
 // outbound listener, its RouteConfiguration, the clusters of every service
 // its routes reach (the whole service and each DestinationRule subset), and
 // their ClusterLoadAssignments. Only what this workload talks to is included.
+//
+// An upstream without a port uses the service's first declared port, or 80
+// when no workload serves the service yet; protocols come from the target
+// service's port declarations (http when unknown). An endpoint is HEALTHY
+// only when its workload's Status says so. When several VirtualServices
+// route a host, the first by namespace/name wins (CheckReferences warns).
 func Proxy(in *Input, workload string) (*resources.Set, error) {
 	if in == nil {
 		return nil, fmt.Errorf("compile %s: nil input", workload)

@@ -7,7 +7,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -159,5 +165,59 @@ func TestDeterministic(t *testing.T) {
 		if !bytes.Equal(got, want) {
 			t.Fatalf("output changed with input order (iteration %d)", i)
 		}
+	}
+}
+
+// TestGoldenFilesDecode reads every golden file back into typed Envoy
+// resources and checks the parts other packages rely on.
+func TestGoldenFilesDecode(t *testing.T) {
+	for _, tc := range goldenCases {
+		t.Run(tc.name, func(t *testing.T) {
+			data, err := os.ReadFile(filepath.Join("testdata", tc.name+".golden.json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var doc map[string][]json.RawMessage
+			if err := json.Unmarshal(data, &doc); err != nil {
+				t.Fatal(err)
+			}
+			for _, raw := range doc["listeners"] {
+				var l listenerv3.Listener
+				if err := protojson.Unmarshal(raw, &l); err != nil {
+					t.Fatal(err)
+				}
+				if l.GetAddress().GetSocketAddress().GetPortValue() == 0 {
+					t.Errorf("listener %s has no port", l.GetName())
+				}
+				inbound := strings.HasPrefix(l.GetName(), "inbound|")
+				if hasTLS := l.GetFilterChains()[0].GetTransportSocket() != nil; hasTLS != inbound {
+					t.Errorf("listener %s: TLS %v, want %v", l.GetName(), hasTLS, inbound)
+				}
+			}
+			for _, raw := range doc["clusters"] {
+				var c clusterv3.Cluster
+				if err := protojson.Unmarshal(raw, &c); err != nil {
+					t.Fatal(err)
+				}
+				if strings.HasPrefix(c.GetName(), "outbound|") {
+					sans := upstreamSANs(t, &c)
+					if len(sans) == 0 || !strings.HasPrefix(sans[0], "spiffe://cluster.local/ns/default/sa/") {
+						t.Errorf("cluster %s: SANs %v", c.GetName(), sans)
+					}
+				}
+			}
+			for _, raw := range doc["endpoints"] {
+				var cla endpointv3.ClusterLoadAssignment
+				if err := protojson.Unmarshal(raw, &cla); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, raw := range doc["routes"] {
+				var rc routev3.RouteConfiguration
+				if err := protojson.Unmarshal(raw, &rc); err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
 	}
 }

@@ -1,8 +1,6 @@
 package compile
 
 import (
-	"fmt"
-
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tcpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
@@ -21,7 +19,7 @@ func (c *compiler) outbound(svc model.ServiceRef, u model.Upstream) error {
 	}
 	name := outboundListenerName(port, svc.Name)
 	if _, dup := c.set.Listeners[name]; dup {
-		return fmt.Errorf("listener %s declared twice", name)
+		return nil // the same upstream declared twice: the first local address wins
 	}
 	addr, err := socketAddress(u.Local)
 	if err != nil {

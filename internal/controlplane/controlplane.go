@@ -1,13 +1,13 @@
 // Package controlplane wires the parts of `trellis control` together.
 //
-//	             admin API (HTTP/JSON, loopback)                xDS (gRPC ADS, join token)
-//	 CLI ─────► apply/get/delete/status/tokens                  ▲
-//	 sidecar ─► register/heartbeat/certificates ─► registry     │ SetResources(node, set)
-//	                  │                              │          │
-//	                  ▼                              ▼          │
-//	               store ───────── watch ──────► reconciler ── compile.Proxy(model, node)
-//	                  ▲
-//	                 CA (root persisted in the store, signs CSRs into SPIFFE SVIDs)
+//	            admin API (HTTP/JSON, loopback)                xDS (gRPC ADS, join token)
+//	CLI ─────► apply/get/delete/status/tokens                  ▲
+//	sidecar ─► register/heartbeat/certificates ─► registry     │ SetResources(node, set)
+//	                 │                              │          │
+//	                 ▼                              ▼          │
+//	              store ───────── watch ──────► reconciler ── compile.Proxy(model, node)
+//	                 ▲
+//	                CA (root persisted in the store, signs CSRs into SPIFFE SVIDs)
 package controlplane
 
 import (
@@ -20,6 +20,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/trellis-mesh/trellis/internal/ca"
@@ -58,6 +59,8 @@ type ControlPlane struct {
 	xdsLis   net.Listener
 
 	reconcile chan struct{}
+	wanted    atomic.Uint64 // changes seen (trigger calls)
+	built     atomic.Uint64 // changes compiled and published
 	mu        sync.Mutex
 	published map[string]bool // nodes with a snapshot in the xDS cache
 }

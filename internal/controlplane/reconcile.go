@@ -14,6 +14,7 @@ import (
 const debounce = 50 * time.Millisecond
 
 func (cp *ControlPlane) trigger() {
+	cp.wanted.Add(1)
 	select {
 	case cp.reconcile <- struct{}{}:
 	default:
@@ -73,9 +74,15 @@ func (cp *ControlPlane) watchStore(ctx context.Context) {
 	}
 }
 
+// pending reports whether a change has been seen that is not yet compiled
+// and published: until then no proxy can be called SYNCED.
+func (cp *ControlPlane) pending() bool { return cp.wanted.Load() != cp.built.Load() }
+
 // rebuild compiles and publishes the configuration of every registered workload.
 func (cp *ControlPlane) rebuild(ctx context.Context) {
 	start := time.Now()
+	generation := cp.wanted.Load()
+	defer cp.built.Store(generation)
 	workloads, err := cp.registry.Workloads(ctx)
 	if err != nil {
 		cp.logger.Error("rebuild: list workloads", "err", err)

@@ -63,7 +63,7 @@ func (cp *ControlPlane) workloadStatus(wl *model.Workload) api.WorkloadStatus {
 	}
 	ns := cp.xds.NodeStatus(wl.Name)
 	ws.Config = api.ConfigStatus{State: ns.State, Version: ns.Version, Connected: ns.Connected, Error: ns.LastError}
-	if ws.Config.State == "" {
+	if ws.Config.State == "" || (ws.Config.State == api.ConfigSynced && cp.pending()) {
 		ws.Config.State = api.ConfigStale
 	}
 	return ws

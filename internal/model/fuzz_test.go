@@ -1,8 +1,6 @@
 package model
 
 import (
-	"fmt"
-	"time"
 	"errors"
 	"os"
 	"path/filepath"
@@ -27,8 +25,6 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte(meshHead + "  workloads:\n  - {name: a, service: a, demo: a}\n"))
 	f.Add([]byte("---\n---\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		tm := time.AfterFunc(3*time.Second, func() { os.WriteFile(fmt.Sprintf("/tmp/hang-%d", time.Now().UnixNano()), data, 0o644) })
-		defer tm.Stop()
 		objs, err := Decode(data, "fuzz.yaml")
 		if err != nil {
 			j, ok := err.(interface{ Unwrap() []error })

@@ -34,6 +34,7 @@ type identity struct {
 	mu        sync.RWMutex
 	cert      *tls.Certificate
 	leaf      *x509.Certificate
+	received  time.Time // when leaf was installed
 	bundle    *x509bundle.Bundle
 	rotations int
 }
@@ -113,7 +114,7 @@ func (id *identity) fetch(ctx context.Context, spiffeID spiffeid.ID) error {
 	if id.cert != nil {
 		id.rotations++
 	}
-	id.cert, id.leaf = cert, chain[0]
+	id.cert, id.leaf, id.received = cert, chain[0], time.Now()
 	id.bundle = x509bundle.FromX509Authorities(spiffeID.TrustDomain(), roots)
 	id.mu.Unlock()
 	id.logger.Info("certificate installed", "identity", spiffeID.String(), "serial", chain[0].SerialNumber.Text(16), "notAfter", chain[0].NotAfter)
@@ -121,11 +122,27 @@ func (id *identity) fetch(ctx context.Context, spiffeID spiffeid.ID) error {
 }
 
 // renewAt is when to ask for the next certificate: at about half-life, with
-// jitter so that a fleet issued together does not renew together.
-func renewAt(leaf *x509.Certificate) time.Time {
-	life := leaf.NotAfter.Sub(leaf.NotBefore)
+// jitter so that a fleet issued together does not renew together. The life
+// counts from when the certificate arrived, not from NotBefore: CAs backdate
+// NotBefore for clock skew, which would make a short-lived certificate look
+// half-used on arrival.
+func renewAt(leaf *x509.Certificate, received time.Time) time.Time {
+	start := received
+	if leaf.NotBefore.After(start) {
+		start = leaf.NotBefore
+	}
+	life := leaf.NotAfter.Sub(start)
+	if life <= 0 {
+		return received // already expired: renew now
+	}
 	jitter := time.Duration(rand.Int64N(int64(life/10) + 1))
-	return leaf.NotBefore.Add(life/2 + jitter)
+	return start.Add(life/2 + jitter)
+}
+
+func (id *identity) nextRenewal() time.Time {
+	id.mu.RLock()
+	defer id.mu.RUnlock()
+	return renewAt(id.leaf, id.received)
 }
 
 // rotate renews the certificate at about half-life until ctx ends. A failed
@@ -133,7 +150,7 @@ func renewAt(leaf *x509.Certificate) time.Time {
 // expires, after which handshakes fail closed (never plaintext).
 func (id *identity) rotate(ctx context.Context, spiffeID spiffeid.ID) {
 	for {
-		wait := time.Until(renewAt(id.Leaf()))
+		wait := time.Until(id.nextRenewal())
 		select {
 		case <-ctx.Done():
 			return

@@ -215,22 +215,35 @@ func (s *Sidecar) appReachable() bool {
 	return true
 }
 
-// heartbeat reports liveness until ctx ends. The workload counts as ready
+// probeInterval is how often the sidecar checks its own readiness, so that a
+// change (the app starting to listen) reaches the control plane at once
+// instead of at the next heartbeat.
+const probeInterval = 250 * time.Millisecond
+
+// heartbeat reports liveness until ctx ends: immediately when readiness
+// changes, otherwise every HeartbeatInterval. The workload counts as ready
 // for traffic when the sidecar is ready and the app answers. If the control
 // plane forgot the workload (a wiped store), the sidecar registers again.
 func (s *Sidecar) heartbeat(ctx context.Context) {
-	t := time.NewTicker(s.cfg.HeartbeatInterval)
+	t := time.NewTicker(probeInterval)
 	defer t.Stop()
 	w := &s.cfg.Workload
+	var last time.Time
+	lastReady, sent := false, false
 	for {
-		ok, _ := s.ready()
-		ok = ok && s.appReachable()
-		err := s.client.Heartbeat(ctx, w.Namespace, w.Name, ok)
-		if api.IsNotFound(err) {
-			_, err = s.client.Register(ctx, w)
-		}
-		if err != nil && ctx.Err() == nil {
-			s.logger.Debug("heartbeat failed", "err", err)
+		ready, _ := s.ready()
+		ready = ready && s.appReachable()
+		if !sent || ready != lastReady || time.Since(last) >= s.cfg.HeartbeatInterval {
+			err := s.client.Heartbeat(ctx, w.Namespace, w.Name, ready)
+			if api.IsNotFound(err) {
+				_, err = s.client.Register(ctx, w)
+			}
+			if err == nil {
+				sent, lastReady, last = true, ready, time.Now()
+			} else if ctx.Err() == nil {
+				s.logger.Debug("heartbeat failed", "err", err)
+				last = time.Now() // retry at the next interval, not every probe
+			}
 		}
 		select {
 		case <-ctx.Done():

@@ -74,6 +74,26 @@ func (r *runner) start(ctx context.Context, others []model.Object) error {
 			return fmt.Errorf("app %s not listening on %s: %w", w.spec.Name, w.app, err)
 		}
 	}
+	// Announce only once the control plane sees every workload ready (its
+	// endpoints are then being published to the other sidecars).
+	err = waitUntil(deadline, nil, func() bool {
+		st, err := r.client.Status(deadline)
+		if err != nil {
+			return false
+		}
+		ready := 0
+		for _, ws := range st.Workloads {
+			for _, w := range r.workloads {
+				if ws.Name == w.spec.Name && ws.Ready && ws.Config.State == api.ConfigSynced {
+					ready++
+				}
+			}
+		}
+		return ready == len(r.workloads)
+	})
+	if err != nil {
+		return fmt.Errorf("workloads not ready in the control plane's view: %w", err)
+	}
 	if e := r.mesh.Spec.Entry; e != nil {
 		for _, w := range r.workloads {
 			if w.spec.Name == e.Workload {
@@ -226,7 +246,7 @@ func waitUntil(ctx context.Context, p *process, ok func() bool) error {
 		if ok() {
 			return nil
 		}
-		if p.exited() {
+		if p != nil && p.exited() {
 			return fmt.Errorf("process exited: %v", p.err)
 		}
 		select {

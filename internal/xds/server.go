@@ -115,8 +115,6 @@ func (s *Server) ClearNode(node string) {
 // returns nil after a shutdown caused by ctx.
 func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-
 	held := &nackHoldCache{SnapshotCache: s.cache, tracker: s.tracker}
 	callbacks := &trackerCallbacks{tracker: s.tracker, authorize: s.authorizeNode}
 	ads := &adsService{sotw: sotw.NewServer(ctx, held, callbacks,
@@ -134,12 +132,15 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	)
 	discoveryv3.RegisterAggregatedDiscoveryServiceServer(gs, ads)
 
-	done := make(chan struct{})
+	notified := make(chan struct{})
 	go func() {
-		defer close(done)
+		defer close(notified)
 		s.tracker.notifyLoop(ctx, s.opts.OnNodeConnect)
 	}()
-	defer func() { <-done }()
+	defer func() {
+		cancel()
+		<-notified
+	}()
 
 	errc := make(chan error, 1)
 	go func() { errc <- gs.Serve(lis) }()
@@ -147,7 +148,7 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 
 	select {
 	case err := <-errc:
-		cancel()
+		gs.Stop()
 		if err != nil {
 			return fmt.Errorf("xds: serve %s: %w", lis.Addr(), err)
 		}
@@ -182,9 +183,9 @@ type NodeStatus struct {
 	// sent or pending and not yet acked, no configuration yet, or
 	// disconnected) or "NACKED" (the last response of some type was rejected).
 	State     string
-	Version   string // what the node last acked, per type: "lds=…,rds=…,cds=…,eds=…"
-	LastError string // the NACK error_detail message while NACKED (or disconnected after one)
-	LastSeen  time.Time
+	Version   string    // what the node last acked, per type: "lds=…,rds=…,cds=…,eds=…"
+	LastError string    // the NACK error_detail message while NACKED (or disconnected after one)
+	LastSeen  time.Time // the node's last request, or its disconnection
 }
 
 // Node sync states.

@@ -304,3 +304,36 @@ func TestNewClusterIsFollowedByItsEndpoints(t *testing.T) {
 	})
 	eventually(t, "node SYNCED", nodeState(srv, "node-a", xds.StateSynced))
 }
+
+func TestUndecodableListenerIsNACKed(t *testing.T) {
+	srv := newServer()
+	addr, _ := serve(t, srv, "127.0.0.1:0")
+	good := testSet(t, 9001)
+	if err := srv.SetResources("node-a", good); err != nil {
+		t.Fatal(err)
+	}
+	c := newClient(addr, "node-a", "token-a")
+	h := &fakeHandler{}
+	runClient(t, c, h)
+	waitSynced(t, c)
+	_, updates := h.last()
+
+	bad := testSet(t, 9001)
+	delete(bad.Routes, svcName) // the broken listener references no route
+	bad.Listeners[svcName].FilterChains[0].Filters[0].GetTypedConfig().Value = []byte{0xff, 0xff}
+	if err := srv.SetResources("node-a", bad); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "node NACKED", nodeState(srv, "node-a", xds.StateNacked))
+	if st := srv.NodeStatus("node-a"); !strings.Contains(st.LastError, svcName) {
+		t.Errorf("LastError = %q, want it to name the listener", st.LastError)
+	}
+	if got, n := h.last(); n != updates || !cmp.Equal(good, got, protocmp.Transform()) {
+		t.Errorf("handler changed after a NACK (%d → %d updates)", updates, n)
+	}
+
+	srv.ClearNode("node-a")
+	if st := srv.NodeStatus("node-a"); st.State != xds.StateStale || st.Version != "" {
+		t.Errorf("NodeStatus after ClearNode = %+v", st)
+	}
+}

@@ -204,7 +204,12 @@ func (t *tracker) onClosed(id int64) {
 func (t *tracker) forget(node string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if n, ok := t.nodes[node]; ok {
+	n, ok := t.nodes[node]
+	switch {
+	case !ok:
+	case n.streams == 0:
+		delete(t.nodes, node)
+	default:
 		n.types = map[string]*typeStatus{}
 	}
 }

@@ -83,7 +83,8 @@ func TestCertRotation(t *testing.T) {
 			}
 		})
 	}
-	// Rotation is due at half-life (15 s) plus up to 10% jitter.
+	// Rotation is due at half-life (15 s) plus up to 10% jitter; not before 14 s.
+	started := time.Now()
 	deadline := time.Now().Add(25 * time.Second)
 	rotated := func() bool {
 		for admin, c0 := range first {
@@ -96,6 +97,9 @@ func TestCertRotation(t *testing.T) {
 	}
 	for !rotated() && time.Now().Before(deadline) {
 		time.Sleep(200 * time.Millisecond)
+	}
+	if rotated() && time.Since(started) < 14*time.Second {
+		t.Errorf("rotated after %v, want about half of the 30 s TTL", time.Since(started))
 	}
 	time.Sleep(time.Second) // traffic over the new certificates
 	close(stop)
@@ -110,6 +114,9 @@ func TestCertRotation(t *testing.T) {
 			t.Errorf("%s rotated only after its certificate expired", admin)
 		}
 		t.Logf("%s: serial %s → %s, rotations %d", admin, c0.Serial, c.Serial, c.Rotations)
+		if c.Rotations > 2 {
+			t.Errorf("%s rotated %d times in about 20 s of a 30 s TTL, want 1 (at half-life)", admin, c.Rotations)
+		}
 	}
 	if failed.Load() != 0 || total.Load() < 100 {
 		t.Fatalf("%d of %d requests failed across rotation", failed.Load(), total.Load())

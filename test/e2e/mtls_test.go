@@ -173,7 +173,7 @@ func meshCert(t *testing.T, m *mesh, name, service string) (tls.Certificate, *x5
 	c := api.NewClient(m.controlURL, token)
 	w := &model.Workload{ObjectMeta: model.ObjectMeta{Name: name}, Spec: model.WorkloadSpec{
 		Service: service,
-		Ports:   []model.WorkloadPort{{Port: 9999, Protocol: model.ProtocolHTTP, App: "127.0.0.1:1", Inbound: "127.0.0.1:2"}},
+		Ports:   []model.WorkloadPort{{Port: 9080, Protocol: model.ProtocolHTTP, App: "127.0.0.1:1", Inbound: "127.0.0.1:2"}},
 	}}
 	if _, err := c.Register(ctx, w); err != nil {
 		t.Fatal(err)

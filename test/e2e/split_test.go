@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"math"
-	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -73,12 +72,12 @@ func testSplit(t *testing.T, m *mesh) {
 				default:
 				}
 				total.Add(1)
-				code, _, body, err := httpGet(reviews)
-				if err != nil || code != http.StatusOK {
+				w, err := getWhoami(reviews)
+				if err != nil {
 					failures.Add(1)
 					continue
 				}
-				if !strings.Contains(body, `"version":"v3"`) {
+				if w.Version != "v3" {
 					lastNonV3.Store(time.Now().UnixNano())
 				}
 			}

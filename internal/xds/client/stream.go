@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -148,6 +149,12 @@ func (s *session) send(typeURL, version, nonce string, names []string, detail *s
 		s.sentNode = true
 	}
 	if err := s.stream.Send(req); err != nil {
+		if errors.Is(err, io.EOF) {
+			// The stream is over; its status says why.
+			if _, rerr := s.stream.Recv(); rerr != nil && !errors.Is(rerr, io.EOF) {
+				err = rerr
+			}
+		}
 		return fmt.Errorf("send %s request: %w", typeURL, err)
 	}
 	return nil
