@@ -59,13 +59,6 @@ type CA struct {
 	now     func() time.Time
 }
 
-// creator is implemented by stores that can write a record only if it does
-// not exist yet (the embedded store does). Put has no such mode: a zero
-// revision means "no expectation", not "must not exist".
-type creator interface {
-	Create(ctx context.Context, rec store.Record) (store.Record, error)
-}
-
 // LoadOrCreate loads the root CA from the store or, on first start, creates
 // a self-signed ECDSA P-256 root and persists it. When two control planes
 // start at once, both end up with the root that was stored first.
@@ -91,19 +84,13 @@ func LoadOrCreate(ctx context.Context, st store.Store, opts Options) (*CA, error
 		return nil, err
 	}
 	rec = store.Record{Kind: RootKind, Namespace: RootNamespace, Name: RootName, Data: data}
-	if c, ok := st.(creator); ok {
-		if _, err = c.Create(ctx, rec); err == nil {
-			return newCA(td, cert, key, opts), nil
-		}
-		if !errors.Is(err, store.ErrConflict) {
-			return nil, fmt.Errorf("store new CA root: %w", err)
-		}
-		// Another control plane stored its root first: use that one.
-	} else if _, err := st.Put(ctx, rec); err != nil {
+	if _, err = st.Create(ctx, rec); err == nil {
+		return newCA(td, cert, key, opts), nil
+	}
+	if !errors.Is(err, store.ErrConflict) {
 		return nil, fmt.Errorf("store new CA root: %w", err)
 	}
-	// Read back what is stored, so that a concurrent writer's root wins
-	// everywhere. (Without Create, a later overwrite can still slip in.)
+	// Another control plane stored its root first: use that one.
 	rec, err = st.Get(ctx, RootKind, RootNamespace, RootName)
 	if err != nil {
 		return nil, fmt.Errorf("load CA root after creating it: %w", err)

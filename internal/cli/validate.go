@@ -24,6 +24,10 @@ non-zero and names the document and field of every problem.`,
 			if err != nil {
 				return err
 			}
+			// Later documents replace earlier ones with the same key, as
+			// applying them in order would.
+			byKey := map[model.Key]int{}
+			seenIn := map[model.Key]string{}
 			var all []model.Object
 			failed := false
 			for _, d := range docs {
@@ -36,9 +40,16 @@ non-zero and names the document and field of every problem.`,
 					failed = true
 					continue
 				}
-				all = append(all, objs...)
 				for _, o := range objs {
 					fmt.Fprintf(g.stdout, "%s: %s valid\n", d.source, o.Key())
+					if i, dup := byKey[o.Key()]; dup {
+						fmt.Fprintf(g.stderr, "Warning: %s: %s also defined in %s; applying both keeps the last\n", d.source, o.Key(), seenIn[o.Key()])
+						all[i] = o
+					} else {
+						byKey[o.Key()] = len(all)
+						all = append(all, o)
+					}
+					seenIn[o.Key()] = d.source
 				}
 			}
 			for _, w := range model.CheckReferences(all) {

@@ -1,6 +1,20 @@
 // Package model holds the typed mesh resources Trellis accepts, their decoding
 // and their validation. It does no I/O and knows nothing of xDS: the compiler
 // (internal/compile) turns these types into proxy configuration.
+//
+//	YAML/JSON ─► Decode ─┬─ split at "---", YAML → JSON (sigs.k8s.io/yaml)
+//	                     ├─ kind + apiVersion → Go type          (decode.go)
+//	                     ├─ walk JSON against the type: unknown   (walk.go)
+//	                     │  fields, wrong types, exact paths
+//	                     ├─ json.Unmarshal, defaults
+//	                     └─ Validate: semantics, warnings for    (validate*.go)
+//	                        fields not acted on yet
+//	stored set ─► CheckReferences: dangling subsets, hosts  (references.go)
+//	object ─► Marshal: `trellis get -o yaml|json`            (marshal.go)
+//
+// Every error is a *FieldError ("mesh.yaml: VirtualService default/reviews:
+// spec.http[0].route[1].weight: weights sum to 110, want 100"), joined with
+// errors.Join so that a user sees all of them at once.
 package model
 
 import "fmt"

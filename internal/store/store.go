@@ -51,6 +51,10 @@ type Store interface {
 	List(ctx context.Context, kind string) ([]Record, error)
 	// Put creates or replaces a record and returns it with its new revision.
 	Put(ctx context.Context, rec Record) (Record, error)
+	// Create writes a record only if none exists under its key, else
+	// returns ErrConflict. (Put's zero revision means "no expectation", so
+	// it cannot say "must not exist"; the CA needs that to agree on one root.)
+	Create(ctx context.Context, rec Record) (Record, error)
 	// PutAll writes every record in one transaction: all or nothing.
 	PutAll(ctx context.Context, recs []Record) ([]Record, error)
 	Delete(ctx context.Context, kind, namespace, name string) error

@@ -1,7 +1,6 @@
 package storetest
 
 import (
-	"context"
 	"testing"
 
 	"github.com/trellis-mesh/trellis/internal/store"
@@ -279,16 +278,8 @@ func testRevisionsGrow(t *testing.T, st store.Store) {
 	}
 }
 
-// creator is the optional create-only write a backend may offer.
-type creator interface {
-	Create(ctx context.Context, rec store.Record) (store.Record, error)
-}
-
 func testCreateOnlyIfAbsent(t *testing.T, st store.Store) {
-	c, ok := st.(creator)
-	if !ok {
-		t.Skip("backend has no Create")
-	}
+	c := st
 	ctx := testContext(t)
 	first, err := c.Create(ctx, rec("A", "ns", "x", "first"))
 	if err != nil {

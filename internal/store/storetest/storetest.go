@@ -26,9 +26,7 @@ import (
 const eventTimeout = 5 * time.Second
 
 // Run runs the conformance suite. newStore must return a fresh, empty store
-// and arrange for it to be closed when t ends. Backends that also offer
-// Create (write only if absent; the CA uses it to agree on one root) have
-// it checked too.
+// and arrange for it to be closed when t ends.
 func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 	t.Helper()
 	tests := []struct {

@@ -1,0 +1,40 @@
+# The README's two commands: `go run ./cmd/trellis up -f examples/bookinfo/mesh.yaml` and `make test`.
+GO      ?= go
+BIN     ?= bin/trellis
+PKGS    := ./...
+
+.PHONY: build test unit e2e bench lint fmt fuzz clean
+
+build:
+	$(GO) build -o $(BIN) ./cmd/trellis
+
+# Everything CI runs: formatting and vet, unit tests with the race detector,
+# the end-to-end suite (real processes on loopback), and each fuzz target briefly.
+test: lint unit e2e fuzz
+
+unit:
+	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /test/e2e)
+
+e2e:
+	$(GO) test -count=1 -timeout 15m ./test/e2e/
+
+# Each native fuzz target for a few seconds; FUZZTIME=1m for a longer look.
+FUZZTIME ?= 5s
+fuzz:
+	@set -e; for spec in $$(grep -rl --include='*_test.go' '^func Fuzz' internal | xargs grep -h -o '^func Fuzz[A-Za-z0-9_]*' | sed 's/func //' | sort -u); do \
+	  pkg=$$(grep -rl --include='*_test.go' "^func $$spec(" internal | head -1 | xargs dirname); \
+	  echo "fuzz $$spec in ./$$pkg for $(FUZZTIME)"; \
+	  $(GO) test -run '^$$' -fuzz "^$$spec\$$" -fuzztime $(FUZZTIME) ./$$pkg; \
+	done
+
+bench:
+	bench/run.sh
+
+# gofmt and go vet always; golangci-lint (config in .golangci.yml) when installed.
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt wants to change:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+	@if command -v golangci-lint >/dev/null; then golangci-lint run; else echo "golangci-lint not installed; skipped (go vet ran)"; fi
+
+clean:
+	rm -rf bin bench/out
