@@ -24,7 +24,7 @@ fuzz:
 	@set -e; for spec in $$(grep -rl --include='*_test.go' '^func Fuzz' internal | xargs grep -h -o '^func Fuzz[A-Za-z0-9_]*' | sed 's/func //' | sort -u); do \
 	  pkg=$$(grep -rl --include='*_test.go' "^func $$spec(" internal | head -1 | xargs dirname); \
 	  echo "fuzz $$spec in ./$$pkg for $(FUZZTIME)"; \
-	  $(GO) test -run '^$$' -fuzz "^$$spec\$$" -fuzztime $(FUZZTIME) ./$$pkg; \
+	  $(GO) test -run '^$$' -fuzz "^$$spec\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 200x ./$$pkg; \
 	done
 
 bench:

@@ -226,3 +226,22 @@ func TestMarshalRoundTrip(t *testing.T) {
 		t.Errorf("DecodeObject error = %v", err)
 	}
 }
+
+func TestCheckReferencesServicesAndDuplicates(t *testing.T) {
+	w := &Workload{ObjectMeta: ObjectMeta{Name: "reviews-v1"}, Spec: WorkloadSpec{Service: "reviews"}}
+	vs := func(name string, hosts ...string) *VirtualService {
+		return &VirtualService{ObjectMeta: ObjectMeta{Name: name}, Spec: VirtualServiceSpec{
+			Hosts: hosts,
+			HTTP:  []HTTPRoute{{Route: []HTTPRouteDestination{{Destination: Destination{Host: "ratings"}}}}},
+		}}
+	}
+	got := CheckReferences([]Object{vs("b", "reviews.default.svc.cluster.local"), w, vs("a", "reviews")})
+	want := []string{
+		`VirtualService default/a: spec.http[0].route[0].destination.host: service "ratings" has no workloads`,
+		`VirtualService default/b: spec.hosts[0]: host "reviews.default.svc.cluster.local" is also routed by VirtualService default/a; only VirtualService default/a is used`,
+		`VirtualService default/b: spec.http[0].route[0].destination.host: service "ratings" has no workloads`,
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+}
