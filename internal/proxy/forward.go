@@ -40,8 +40,12 @@ func newReverseProxyForwarder(p *Proxy) *reverseProxyForwarder {
 			pr.Out.URL.Host = t.endpoint
 			// pr.Out.Host keeps the caller's authority.
 		},
-		Transport:     roundTripFunc(clusterRoundTrip),
-		FlushInterval: -1, // never buffer: gRPC and streaming bodies flush at once
+		Transport: roundTripFunc(clusterRoundTrip),
+		// Bodies of unknown length (streams, gRPC) are flushed on every write
+		// by ReverseProxy itself. A non-zero interval would also flush the
+		// headers of a body-less response early, which breaks gRPC
+		// trailers-only responses (HEADERS must carry END_STREAM).
+		FlushInterval: 0,
 		ErrorLog:      log.New(&serverLog{log: p.log, stats: &endpointStats{}}, "", 0),
 		ModifyResponse: func(res *http.Response) error {
 			t := res.Request.Context().Value(targetKey{}).(*forwardTarget)
@@ -54,11 +58,8 @@ func newReverseProxyForwarder(p *Proxy) *reverseProxyForwarder {
 			code, reason := classifyUpstreamError(r.Context(), err)
 			t.listenerStats.response(code)
 			t.cluster.stats.response(code)
-			if errors.Is(err, context.Canceled) && context.Cause(r.Context()) != errRouteTimeout {
-				// The downstream went away; nobody reads a reply.
-				return
-			}
-			p.log.Debug("upstream request failed", "cluster", t.cluster.name, "endpoint", t.endpoint, "reason", reason, "error", err)
+			p.log.Debug("upstream request failed", "cluster", t.cluster.name, "endpoint", t.endpoint,
+				"reason", reason, "error", err, "cause", context.Cause(r.Context()))
 			localReply(w, code, reason)
 		},
 	}

@@ -37,8 +37,8 @@ type httpHandler struct {
 func (h *httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	cfg := h.p.cfg.Load()
 	lc := cfg.listeners[h.listener] // cfg is never nil once a listener serves
-	if lc == nil {
-		// The listener was removed and is draining.
+	if lc == nil || lc.kind != kindHTTP {
+		// The listener was removed (or replaced by a TCP one) and is draining.
 		w.Header().Set("Connection", "close")
 		localReply(w, http.StatusServiceUnavailable, reasonListenerDraining)
 		return

@@ -23,6 +23,12 @@
 //     matches;
 //   - an EDS cluster whose ClusterLoadAssignment is missing has no endpoints.
 //
+// Listeners keep their socket across updates while name, address and mode
+// (HTTP or TCP, TLS and its ALPN list) are unchanged; otherwise the old one
+// stops accepting and drains (up to 30s) and a new one is bound. If binding
+// fails the update is refused; a listener that had to give up its address
+// for the failed rebind stays closed until a later update binds it.
+//
 // Route timeouts: an unset or zero route timeout means no timeout (Envoy
 // defaults to 15s; the compiler emits a timeout only when one is configured).
 // A route timeout covers the whole exchange, including streamed bodies.

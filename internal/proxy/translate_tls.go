@@ -20,8 +20,8 @@ const (
 )
 
 var (
-	typeDownstreamTLS = "type.googleapis.com/" + string((&tlsv3.DownstreamTlsContext{}).ProtoReflect().Descriptor().FullName())
-	typeUpstreamTLS   = "type.googleapis.com/" + string((&tlsv3.UpstreamTlsContext{}).ProtoReflect().Descriptor().FullName())
+	typeDownstreamTLS = typeURL(&tlsv3.DownstreamTlsContext{})
+	typeUpstreamTLS   = typeURL(&tlsv3.UpstreamTlsContext{})
 )
 
 func unpackAny(a *anypb.Any, wantType string, dst proto.Message) error {

@@ -4,7 +4,7 @@
 // without restarting listeners or dropping established connections.
 //
 // Peer verification is SPIFFE X.509-SVID verification (go-spiffe's
-// x509svid.ParseAndVerify) against the current bundle: exactly one URI SAN, a
+// x509svid.Verify) against the current bundle: exactly one URI SAN, a
 // leaf that is not a CA, a chain to the bundle of the peer's trust domain.
 // Clients additionally enforce secure naming: the server's SPIFFE ID must be
 // one of the IDs allowed to serve the cluster.
@@ -51,8 +51,10 @@ func ServerConfig(id Identity, alpn []string) *tls.Config {
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 			return certificate(id)
 		},
-		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
-			if _, _, err := x509svid.ParseAndVerify(raw, id); err != nil {
+		// VerifyConnection, unlike VerifyPeerCertificate, also runs on
+		// resumed sessions, so a ticket never outlives a bundle change.
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if _, _, err := x509svid.Verify(cs.PeerCertificates, id); err != nil {
 				return fmt.Errorf("verify client svid: %w", err)
 			}
 			return nil
@@ -71,12 +73,12 @@ func ClientConfig(id Identity, allowed []spiffeid.ID, alpn []string) *tls.Config
 		MinVersion:         tls.VersionTLS13,
 		MaxVersion:         tls.VersionTLS13,
 		NextProtos:         slices.Clone(alpn),
-		InsecureSkipVerify: true, // replaced by VerifyPeerCertificate: SPIFFE + secure naming.
+		InsecureSkipVerify: true, // replaced by VerifyConnection: SPIFFE + secure naming.
 		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
 			return certificate(id)
 		},
-		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
-			peer, _, err := x509svid.ParseAndVerify(raw, id)
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			peer, _, err := x509svid.Verify(cs.PeerCertificates, id)
 			if err != nil {
 				return fmt.Errorf("verify server svid: %w", err)
 			}
