@@ -153,3 +153,33 @@ func TestShutdownDrainsInFlight(t *testing.T) {
 		t.Error("Update after Shutdown succeeded")
 	}
 }
+
+// A caller that hangs up mid-request is counted as downstream_cancelled,
+// not as an upstream 5xx: otherwise every load generator that stops with
+// requests in flight would show the upstream as failing.
+func TestCallerHangUpIsNotA5xx(t *testing.T) {
+	m := newMesh(t, echoApp(), false)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, m.url("/slow"), nil)
+	if res, err := httpClient(t).Do(req); err == nil {
+		res.Body.Close()
+		t.Fatal("the slow request finished before the caller's deadline; the test proves nothing")
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		var sb strings.Builder
+		m.client.WriteStats(&sb)
+		s := sb.String()
+		if strings.Contains(s, "listener."+outName+".downstream_cancelled 1\n") {
+			if !strings.Contains(s, "listener."+outName+".responses_5xx 0\n") {
+				t.Fatalf("hang-up counted as 5xx:\n%s", s)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("hang-up not counted as downstream_cancelled:\n%s", s)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

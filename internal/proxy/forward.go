@@ -55,6 +55,14 @@ func newReverseProxyForwarder(p *Proxy) *reverseProxyForwarder {
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			t := r.Context().Value(targetKey{}).(*forwardTarget)
+			if errors.Is(context.Cause(r.Context()), context.Canceled) && p.ctx.Err() == nil {
+				// The caller hung up (the proxy itself is still running, so
+				// it was not a shutdown): nobody reads a reply, and the
+				// upstream did nothing wrong.
+				t.listenerStats.downstreamGone.Add(1)
+				t.cluster.stats.downstreamGone.Add(1)
+				return
+			}
 			code, reason := classifyUpstreamError(r.Context(), err)
 			t.listenerStats.response(code)
 			t.cluster.stats.response(code)

@@ -11,12 +11,16 @@ import (
 // endpointStats are the counters of one listener or cluster. They are
 // resolved when a config is built, so the request path only does atomic adds.
 type endpointStats struct {
-	requests        atomic.Uint64
-	resp1xx         atomic.Uint64
-	resp2xx         atomic.Uint64
-	resp3xx         atomic.Uint64
-	resp4xx         atomic.Uint64
-	resp5xx         atomic.Uint64
+	requests atomic.Uint64
+	resp1xx  atomic.Uint64
+	resp2xx  atomic.Uint64
+	resp3xx  atomic.Uint64
+	resp4xx  atomic.Uint64
+	resp5xx  atomic.Uint64
+	// downstreamGone counts requests whose caller went away before the
+	// answer (Envoy's DC flag). They are not upstream failures, so they are
+	// kept out of the response classes.
+	downstreamGone  atomic.Uint64
 	connectFailures atomic.Uint64
 	tlsFailures     atomic.Uint64
 	active          atomic.Int64 // open connections
@@ -83,6 +87,7 @@ func (r *statsRegistry) write(w io.Writer) {
 				fmt.Sprintf("%sresponses_3xx %d", p, s.resp3xx.Load()),
 				fmt.Sprintf("%sresponses_4xx %d", p, s.resp4xx.Load()),
 				fmt.Sprintf("%sresponses_5xx %d", p, s.resp5xx.Load()),
+				fmt.Sprintf("%sdownstream_cancelled %d", p, s.downstreamGone.Load()),
 				fmt.Sprintf("%supstream_connect_failures %d", p, s.connectFailures.Load()),
 				fmt.Sprintf("%stls_handshake_failures %d", p, s.tlsFailures.Load()),
 				fmt.Sprintf("%sactive_connections %d", p, s.active.Load()),
