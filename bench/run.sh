@@ -202,19 +202,31 @@ run_direct() { # run_direct ROUND
 	start_direct
 	measure "direct-r$1" "$DIRECT_ADDR" "$DIRECT_PID"
 	D_P50=$R_P50 D_P99=$R_P99 D_P999=$R_P999 D_MAX=$R_MAX
+	echo "$R_P50 $R_P99 $R_P999 $R_MAX $R_VCPU" >>"$RUN_DIR/values-direct.txt"
 	row "direct (round $1)" "$R_P50" "$R_P99" "$R_P999" "$R_QPS" "$R_ERRS / $R_MAX_ERRS" "$R_MAX" "app $R_VCPU" "app $(peak_rss_mib "$DIRECT_PID")"
 	stop_pid "$DIRECT_PID"
 }
 
 # --- (b) two sidecars with mTLS ---------------------------------------------
+descends_from() { # descends_from PID ANCESTOR: is PID a descendant of ANCESTOR?
+	local pid=$1 stat rest
+	while [[ -n "$pid" && "$pid" -gt 1 ]]; do
+		stat=$(cat "/proc/$pid/stat" 2>/dev/null) || return 1
+		rest=${stat##*) }
+		pid=$(awk '{print $2}' <<<"$rest")
+		[[ "$pid" == "$2" ]] && return 0
+	done
+	return 1
+}
 start_mesh() {
-	local p1 p2 deadline
+	local p1 p2 deadline help
 	p1=$("$BENCHTOOL" freeport)
 	p2=$("$BENCHTOOL" freeport)
 	CONTROL=http://127.0.0.1:$p1
 	# The admin API flag of `trellis up` is --admin-addr (--control-addr in early plans).
 	local admin_flag=--admin-addr
-	if "$TRELLIS" up --help 2>/dev/null | grep -q -- '--control-addr'; then admin_flag=--control-addr; fi
+	help=$(timeout 10 "$TRELLIS" up --help 2>&1 || true)
+	if [[ $help == *--control-addr* ]]; then admin_flag=--control-addr; fi
 	UP_CMD="trellis up -f bench/mesh.yaml $admin_flag 127.0.0.1:$p1 --xds-addr 127.0.0.1:$p2"
 	"$TRELLIS" up -f bench/mesh.yaml "$admin_flag" "127.0.0.1:$p1" --xds-addr "127.0.0.1:$p2" >"$RUN_DIR/up.log" 2>&1 &
 	UP_PID=$!
@@ -231,11 +243,15 @@ start_mesh() {
 	done
 	log "mesh ready: $CLIENT outbound $CLIENT_OUTBOUND → $BACKEND inbound $BACKEND_INBOUND → app $BACKEND_APP"
 	SIDECAR_PIDS=()
-	local w pid
+	local w pid p
 	for w in "$CLIENT" "$BACKEND"; do
-		pid=$(pgrep -P "$UP_PID" -f "trellis proxy.*--name[= ]$w( |$)" | head -1 || true)
-		[[ -n "$pid" ]] || pid=$(pgrep -f "trellis proxy.*--name[= ]$w( |$)" | head -1 || true)
-		[[ -n "$pid" ]] || die "no sidecar process found for $w (pgrep -f 'trellis proxy.*--name $w')"
+		# Only descendants of our trellis up: another mesh on this machine may
+		# have workloads of the same names.
+		pid=
+		for p in $(pgrep -f "trellis proxy.*--name[= ]$w( |$)" || true); do
+			if descends_from "$p" "$UP_PID"; then pid=$p && break; fi
+		done
+		[[ -n "$pid" ]] || die "no sidecar process of trellis up (pid $UP_PID) found for $w (pgrep -f 'trellis proxy.*--name $w')"
 		SIDECAR_PIDS+=("$pid")
 		PIDS+=("$pid") # stopped by trellis up normally; this only catches strays
 	done
@@ -251,6 +267,7 @@ run_mesh() { # run_mesh ROUND
 	measure "mesh-r$1" "$CLIENT_OUTBOUND" "${SIDECAR_PIDS[@]}"
 	row "two sidecars, mTLS (round $1)" "$R_P50" "$R_P99" "$R_P999" "$R_QPS" "$R_ERRS / $R_MAX_ERRS" "$R_MAX" \
 		"sidecars $R_VCPU" "$CLIENT $(peak_rss_mib "${SIDECAR_PIDS[0]}"), $BACKEND $(peak_rss_mib "${SIDECAR_PIDS[1]}")"
+	echo "$R_P50 $R_P99 $R_P999 $R_MAX $R_VCPU" >>"$RUN_DIR/values-mesh.txt"
 	local pct="?"
 	if [[ "${D_MAX:-0}" -gt 0 ]]; then pct=$(awk -v a="$D_MAX" -v b="$R_MAX" 'BEGIN { printf "%+.0f%%", (b - a) * 100 / a }'); fi
 	row "**added by the mesh** (round $1)" "$(printf '%+d' $((R_P50 - D_P50)))" "$(printf '%+d' $((R_P99 - D_P99)))" \
@@ -268,6 +285,26 @@ for ((round = 1; round <= ROUNDS; round++)); do
 	if [[ $MODE == both ]]; then run_mesh "$round"; fi
 done
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+
+median() { # median FILE COLUMN FORMAT: the median of a column of numbers, printf-formatted
+	awk -v c="$2" '{print $c}' "$1" | sort -g | awk -v f="$3" '{a[NR] = $1} END {
+		printf f, (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+if ((ROUNDS > 1)); then
+	declare -A MD MM
+	for c in 1 2 3 4 5; do
+		fmt=%.0f
+		if ((c == 5)); then fmt=%.3f; fi
+		MD[$c]=$(median "$RUN_DIR/values-direct.txt" "$c" "$fmt")
+		if [[ $MODE == both ]]; then MM[$c]=$(median "$RUN_DIR/values-mesh.txt" "$c" "$fmt"); fi
+	done
+	row "direct, median of $ROUNDS" "${MD[1]}" "${MD[2]}" "${MD[3]}" "" "" "${MD[4]}" "app ${MD[5]}" ""
+	if [[ $MODE == both ]]; then
+		row "two sidecars, mTLS, median of $ROUNDS" "${MM[1]}" "${MM[2]}" "${MM[3]}" "" "" "${MM[4]}" "sidecars ${MM[5]}" ""
+		row "**added by the mesh, medians**" "$(printf '%+d' $((MM[1] - MD[1])))" "$(printf '%+d' $((MM[2] - MD[2])))" \
+			"$(printf '%+d' $((MM[3] - MD[3])))" "" "" "$(awk -v a="${MD[4]}" -v b="${MM[4]}" 'BEGIN { printf "%+.0f%%", (b - a) * 100 / a }')" "" ""
+	fi
+fi
 if [[ $MODE == both ]]; then stop_mesh; fi
 # Other work on the machine spoils tail latencies: say so in the report.
 BUSY=$(awk -v l="${LOAD_BEFORE%% *}" -v n="$(nproc)" 'BEGIN { print (l > n / 2) ? 1 : 0 }')

@@ -8,7 +8,7 @@
 //	inbound                   /whoami, /healthz on every HTTP app
 //
 // Apps: productpage, details, reviews, ratings (bookinfo, HTTP JSON/HTML),
-// grpc-echo (grpc-go's interop TestService and health over h2c), tcp-echo
+// grpc-echo (grpc-go's interop TestService, health and reflection, h2c), tcp-echo
 // (raw TCP with a greeting), bench-backend (a fixed small body, for bench/)
 // and idle (serves only /healthz and /whoami, for callers driven by tests).
 package demoapp

@@ -267,5 +267,5 @@ func (s *Sidecar) leave() {
 	if err := s.proxy.Shutdown(ctx); err != nil {
 		s.logger.Warn("drain ended early", "err", err)
 	}
-	s.logger.Info("sidecar stopped", "workload", w.Name)
+	s.logger.Info("sidecar stopped")
 }
