@@ -15,8 +15,10 @@ test: lint unit e2e fuzz
 unit:
 	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /test/e2e)
 
+# E2E_RACE=1 builds the binary under test with -race: a data race in any
+# control plane, sidecar or app process fails the suite.
 e2e:
-	$(GO) test -count=1 -timeout 15m ./test/e2e/
+	E2E_RACE=1 $(GO) test -count=1 -timeout 15m ./test/e2e/
 
 # Each native fuzz target for a few seconds; FUZZTIME=1m for a longer look.
 FUZZTIME ?= 5s

@@ -98,6 +98,11 @@ func start(t testing.TB, name string, args ...string) *proc {
 	go func() { _ = cmd.Wait(); close(p.done) }()
 	t.Cleanup(func() {
 		p.kill()
+		// With E2E_RACE the binary is built with -race; a race in any of its
+		// processes (control plane, sidecars, apps) fails the test.
+		if strings.Contains(out.String(), "WARNING: DATA RACE") {
+			t.Errorf("%s: the race detector reported a data race", name)
+		}
 		if t.Failed() {
 			t.Logf("---- output of %s ----\n%s", name, tail(out.String(), 200))
 		}
