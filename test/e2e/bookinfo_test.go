@@ -111,6 +111,7 @@ func TestBookinfo(t *testing.T) {
 	t.Run("90/10 split and a live change", func(t *testing.T) { testSplit(t, m) })
 	t.Run("bad input is rejected and changes nothing", func(t *testing.T) { testBadInput(t, m) })
 	t.Run("route to an undefined subset", func(t *testing.T) { testUndefinedSubset(t, m) })
+	t.Run("order of applies does not matter", func(t *testing.T) { testApplyOrder(t, m) })
 	t.Run("control plane down then back", func(t *testing.T) { testControlPlaneRestart(t, m) })
 }
 

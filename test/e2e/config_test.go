@@ -107,3 +107,58 @@ func testControlPlaneRestart(t *testing.T, m *mesh) {
 		return nil
 	})
 }
+
+const drReviews = `apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: reviews
+spec:
+  host: reviews
+  subsets:
+  - name: v1
+    labels: {version: v1}
+  - name: v2
+    labels: {version: v2}
+  - name: v3
+    labels: {version: v3}
+`
+
+// testApplyOrder applies a VirtualService before the DestinationRule that
+// defines its subset: it is accepted with a warning, fails with a clear 503
+// meanwhile, and works as soon as the DestinationRule arrives.
+func testApplyOrder(t *testing.T, m *mesh) {
+	deleteConfig(t, m, "destinationrule", "reviews")
+	defer applyYAML(t, m, "dr.yaml", drReviews) // leave the mesh as the file made it
+	_, stderr := applyYAML(t, m, "reviews-v2.yaml", sprintf(vsReviewsWeights, "v2", 100, "v1", 0))
+	defer deleteConfig(t, m, "virtualservice", "reviews")
+	if !strings.Contains(stderr, `subset "v2"`) {
+		t.Errorf("no warning for the undefined subset v2: %q", stderr)
+	}
+	reviews := "http://" + m.workload("productpage-v1").Upstreams["reviews"] + "/whoami"
+	eventually(t, 5*time.Second, "503 cluster_not_found before the DestinationRule", func() error {
+		code, hdr, _, err := httpGet(reviews)
+		if err != nil {
+			return err
+		}
+		if code != http.StatusServiceUnavailable || hdr.Get("X-Trellis-Reason") != "cluster_not_found" {
+			return errString(sprintf("got %d %q", code, hdr.Get("X-Trellis-Reason")))
+		}
+		return nil
+	})
+	_, stderr = applyYAML(t, m, "dr.yaml", drReviews)
+	if strings.Contains(stderr, "Warning") {
+		t.Errorf("warning after the DestinationRule completed the config: %q", stderr)
+	}
+	eventually(t, 5*time.Second, "v2 answers once the DestinationRule exists", func() error {
+		for range 10 {
+			w, err := getWhoami(reviews)
+			if err != nil {
+				return err
+			}
+			if w.Version != "v2" {
+				return errString("answered by " + w.Version)
+			}
+		}
+		return nil
+	})
+}

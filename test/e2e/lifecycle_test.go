@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"errors"
+	"net"
 	"net/http"
 	"os"
 	"strconv"
@@ -187,4 +188,43 @@ func descendants(root int) []int {
 func procName(pid int) string {
 	data, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
 	return strings.ReplaceAll(string(data), "\x00", " ")
+}
+
+// TestUpRejectsBadMeshFile: a broken Mesh file is refused before anything starts.
+func TestUpRejectsBadMeshFile(t *testing.T) {
+	cases := []struct{ name, doc, want string }{
+		{"malformed YAML", "apiVersion: trellis.dev/v1\nkind: Mesh\nspec: {workloads: [\n", "mesh.yaml"},
+		{"unknown field", strings.Replace(twoWorkloads, "    demo: details", "    demo: details\n    replicas: 3", 1), "spec.workloads[1].replicas: unknown field"},
+		{"upstream to nowhere", strings.Replace(twoWorkloads, "upstreams: [details]", "upstreams: [detials]", 1), "spec.workloads[0].upstreams[0]"},
+		{"no Mesh document", "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: r}\nspec: {host: reviews}\n", "no document of kind Mesh"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			admin := freeAddr(t)
+			p := start(t, "up", "up", "-f", writeFile(t, "mesh.yaml", tc.doc), "--admin-addr", admin, "--xds-addr", freeAddr(t))
+			select {
+			case <-p.done:
+			case <-time.After(10 * time.Second):
+				t.Fatal("trellis up did not exit on a bad mesh file")
+			}
+			if p.cmd.ProcessState.ExitCode() == 0 {
+				t.Error("exit code 0")
+			}
+			if out := p.out.String(); !strings.Contains(out, tc.want) {
+				t.Errorf("output %q does not mention %q", out, tc.want)
+			}
+			if tcpOpenAddr(admin) {
+				t.Error("a control plane was left listening")
+			}
+		})
+	}
+}
+
+func tcpOpenAddr(addr string) bool {
+	c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
 }
