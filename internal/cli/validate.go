@@ -5,7 +5,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/trellis-mesh/trellis/internal/controlplane"
 	"github.com/trellis-mesh/trellis/internal/model"
 )
 
@@ -31,7 +30,7 @@ non-zero and names the document and field of every problem.`,
 			var all []model.Object
 			failed := false
 			for _, d := range docs {
-				objs, warnings, err := controlplane.ValidateDocuments(d.data, d.source)
+				objs, warnings, err := model.DecodeAndValidate(d.data, d.source)
 				for _, w := range warnings {
 					fmt.Fprintln(g.stderr, "Warning:", w)
 				}

@@ -22,7 +22,7 @@ type applyPlan struct {
 // (model.Decode + model.Validate), then checks references against what is
 // already stored. Any error rejects the whole apply.
 func (cp *ControlPlane) planApply(ctx context.Context, body []byte, source string) (*applyPlan, error) {
-	objs, warnings, err := ValidateDocuments(body, source)
+	objs, warnings, err := model.DecodeAndValidate(body, source)
 	if err != nil {
 		return nil, err
 	}
@@ -80,26 +80,6 @@ func (cp *ControlPlane) planApply(ctx context.Context, body []byte, source strin
 	}
 	plan.warnings = append(plan.warnings, model.CheckReferences(merged)...)
 	return plan, nil
-}
-
-// ValidateDocuments is the validation `trellis validate` runs offline and
-// `trellis apply` runs in the control plane: decode with field paths, then
-// the semantic checks of every document.
-func ValidateDocuments(body []byte, source string) ([]model.Object, []string, error) {
-	objs, err := model.Decode(body, source)
-	if err != nil {
-		return nil, nil, err
-	}
-	var warnings []string
-	var errs []error
-	for _, obj := range objs {
-		w, err := model.Validate(obj)
-		warnings = append(warnings, w...)
-		if err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return objs, warnings, errors.Join(errs...)
 }
 
 // loadConfig reads every stored VirtualService and DestinationRule.

@@ -181,42 +181,44 @@ func translateHeaderMatcher(h *routev3.HeaderMatcher) (headerMatcher, error) {
 	if h.GetTreatMissingHeaderAsEmpty() {
 		return hm, fmt.Errorf("treat_missing_header_as_empty: not supported")
 	}
-	var err error
+	// The deprecated specifiers are the string_match forms under other
+	// names: translate them to a StringMatcher and handle one shape.
+	var sm *matcherv3.StringMatcher
+	field := "string_match"
 	switch s := h.GetHeaderMatchSpecifier().(type) {
 	case *routev3.HeaderMatcher_ExactMatch:
-		hm.kind, hm.value = headerExact, s.ExactMatch
+		sm, field = &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: s.ExactMatch}}, "exact_match"
 	case *routev3.HeaderMatcher_PrefixMatch:
-		hm.kind, hm.value = headerPrefix, s.PrefixMatch
+		sm, field = &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: s.PrefixMatch}}, "prefix_match"
 	case *routev3.HeaderMatcher_SafeRegexMatch:
-		hm.kind = headerRegex
-		if hm.regex, err = compileRegex(s.SafeRegexMatch, false); err != nil {
-			return hm, fmt.Errorf("safe_regex_match.regex: %w", err)
-		}
+		sm, field = &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_SafeRegex{SafeRegex: s.SafeRegexMatch}}, "safe_regex_match"
+	case *routev3.HeaderMatcher_StringMatch:
+		sm = s.StringMatch
 	case *routev3.HeaderMatcher_PresentMatch:
 		hm.kind = headerPresent
 		if !s.PresentMatch {
 			hm.invert = !hm.invert
 		}
-	case *routev3.HeaderMatcher_StringMatch:
-		sm := s.StringMatch
-		if sm.GetIgnoreCase() {
-			return hm, fmt.Errorf("string_match.ignore_case: not supported")
-		}
-		switch p := sm.GetMatchPattern().(type) {
-		case *matcherv3.StringMatcher_Exact:
-			hm.kind, hm.value = headerExact, p.Exact
-		case *matcherv3.StringMatcher_Prefix:
-			hm.kind, hm.value = headerPrefix, p.Prefix
-		case *matcherv3.StringMatcher_SafeRegex:
-			hm.kind = headerRegex
-			if hm.regex, err = compileRegex(p.SafeRegex, false); err != nil {
-				return hm, fmt.Errorf("string_match.safe_regex.regex: %w", err)
-			}
-		default:
-			return hm, fmt.Errorf("string_match: %T not supported", p)
-		}
+		return hm, nil
 	default:
 		return hm, fmt.Errorf("header_match_specifier: %T not supported", s)
+	}
+	if sm.GetIgnoreCase() {
+		return hm, fmt.Errorf("%s.ignore_case: not supported", field)
+	}
+	switch p := sm.GetMatchPattern().(type) {
+	case *matcherv3.StringMatcher_Exact:
+		hm.kind, hm.value = headerExact, p.Exact
+	case *matcherv3.StringMatcher_Prefix:
+		hm.kind, hm.value = headerPrefix, p.Prefix
+	case *matcherv3.StringMatcher_SafeRegex:
+		hm.kind = headerRegex
+		var err error
+		if hm.regex, err = compileRegex(p.SafeRegex, false); err != nil {
+			return hm, fmt.Errorf("%s.regex: %w", field, err)
+		}
+	default:
+		return hm, fmt.Errorf("%s: %T not supported", field, p)
 	}
 	return hm, nil
 }

@@ -106,7 +106,7 @@ func Run(ctx context.Context, o Options) error {
 
 // parseMeshFile returns the file's Mesh and its other documents.
 func parseMeshFile(data []byte, source string) (*model.Mesh, []model.Object, error) {
-	objs, _, err := controlplane.ValidateDocuments(data, source)
+	objs, _, err := model.DecodeAndValidate(data, source)
 	if err != nil {
 		return nil, nil, err
 	}
