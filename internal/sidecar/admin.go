@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/pprof"
 	"time"
 )
 
@@ -14,8 +15,14 @@ import (
 //	/stats        counters of the proxy, plain text "name value"
 //	/certs        the current SVID: identity, serial, validity, rotations
 //	/xds          the xDS client's view: connected, synced, versions, last error
+//	/debug/pprof/ Go profiles (CPU, heap, allocations, goroutines) of the sidecar
 func (s *Sidecar) adminRoutes() http.Handler {
 	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	mux.HandleFunc("GET /ready", func(w http.ResponseWriter, _ *http.Request) {
 		ok, reason := s.ready()
 		if !ok {
