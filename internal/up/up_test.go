@@ -41,7 +41,7 @@ spec: {host: a}
 	}{
 		{"mesh alone", mesh, 0, ""},
 		{"mesh and a rule", mesh + dr, 1, ""},
-		{"two meshes", mesh + "---\n" + strings.Replace(mesh, "name: m}", "name: n}", 1), 0, "a file holds one Mesh"},
+		{"two meshes", mesh + "---\n" + strings.Replace(mesh, "name: m}", "name: other}", 1), 0, "a file holds one Mesh"},
 		{"no mesh", strings.TrimPrefix(dr, "---\n"), 0, "no document of kind Mesh"},
 	}
 	for _, tc := range tests {
