@@ -16,25 +16,64 @@ type target struct {
 }
 
 // serviceClusters adds the EDS clusters of a service port, the whole
-// service and each DestinationRule subset, with their endpoints.
+// service and each DestinationRule subset, with their endpoints. They are
+// built once per Index and shared by every proxy that reaches the port.
 func (c *compiler) serviceClusters(t target) error {
+	c.deps[t.svc] = true
 	if _, done := c.set.Clusters[ClusterName(t.port, "", t.svc.Name)]; done {
 		return nil
 	}
-	p := c.ix.protocol(t.svc, t.port)
-	sans := c.ix.allowedSANs(t.svc)
-	all := append([]subset{{}}, c.ix.subsets(t.svc)...)
+	built, err := c.ix.clusters(t)
+	if err != nil {
+		return err
+	}
+	for _, b := range built {
+		c.set.Clusters[b.cluster.Name] = b.cluster
+		c.set.Endpoints[b.cluster.Name] = b.cla
+	}
+	return nil
+}
+
+// builtCluster is one EDS cluster and its endpoints.
+type builtCluster struct {
+	cluster *clusterv3.Cluster
+	cla     *endpointv3.ClusterLoadAssignment
+}
+
+// clusters returns the clusters of a service port, building them on first use.
+func (ix *Index) clusters(t target) ([]builtCluster, error) {
+	ix.mu.Lock()
+	built, ok := ix.built[t]
+	ix.mu.Unlock()
+	if ok {
+		return built, nil
+	}
+	built, err := ix.buildClusters(t)
+	if err != nil {
+		return nil, err
+	}
+	ix.mu.Lock()
+	ix.built[t] = built
+	ix.mu.Unlock()
+	return built, nil
+}
+
+func (ix *Index) buildClusters(t target) ([]builtCluster, error) {
+	p := ix.protocol(t.svc, t.port)
+	sans := ix.allowedSANs(t.svc)
+	all := append([]subset{{}}, ix.subsets(t.svc)...)
+	out := make([]builtCluster, 0, len(all))
 	for _, s := range all {
 		name := ClusterName(t.port, s.name, t.svc.Name)
 		ts, err := upstreamTLS(p, sans)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		opts, err := http2Options(p)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		c.set.Clusters[name] = &clusterv3.Cluster{
+		cl := &clusterv3.Cluster{
 			Name:                          name,
 			ClusterDiscoveryType:          &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
 			EdsClusterConfig:              &clusterv3.Cluster_EdsClusterConfig{EdsConfig: adsSource()},
@@ -43,22 +82,22 @@ func (c *compiler) serviceClusters(t target) error {
 			TransportSocket:               ts,
 			TypedExtensionProtocolOptions: opts,
 		}
-		cla, err := c.endpoints(name, t, s)
+		cla, err := ix.endpoints(name, t, s)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		c.set.Endpoints[name] = cla
+		out = append(out, builtCluster{cluster: cl, cla: cla})
 	}
-	return nil
+	return out, nil
 }
 
 // endpoints lists the inbound addresses of the service's workloads that
 // serve the port and carry the subset's labels, healthy or not, in
 // workload name order. A workload is healthy only when its Status says so.
-func (c *compiler) endpoints(name string, t target, s subset) (*endpointv3.ClusterLoadAssignment, error) {
+func (ix *Index) endpoints(name string, t target, s subset) (*endpointv3.ClusterLoadAssignment, error) {
 	cla := &endpointv3.ClusterLoadAssignment{ClusterName: name}
 	var lbs []*endpointv3.LbEndpoint
-	for _, w := range c.ix.byService[t.svc] {
+	for _, w := range ix.byService[t.svc] {
 		if !hasLabels(w.Spec.Labels, s.labels) {
 			continue
 		}
@@ -74,7 +113,7 @@ func (c *compiler) endpoints(name string, t target, s subset) (*endpointv3.Clust
 			if w.Status != nil && w.Status.Healthy {
 				health = corev3.HealthStatus_HEALTHY
 			}
-			md, err := structpb.NewStruct(map[string]any{"workload": w.Name, "identity": c.ix.identity(w)})
+			md, err := structpb.NewStruct(map[string]any{"workload": w.Name, "identity": ix.identity(w)})
 			if err != nil {
 				return nil, err
 			}

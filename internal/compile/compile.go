@@ -3,7 +3,7 @@
 // resource contains is fixed by the "xDS contract" of ARCHITECTURE.md.
 //
 //	Input (workloads, VirtualServices, DestinationRules)
-//	   │ index: services → workloads, host → VirtualService, host → subsets
+//	   │ NewIndex: services → workloads, host → VirtualService, host → DestinationRules
 //	   ▼
 //	Proxy(in, "reviews-v1")
 //	   ├─ inbound.go   inbound|<port>                      listener + STATIC cluster
@@ -15,6 +15,7 @@ package compile
 import (
 	"fmt"
 	"sort"
+	"sync"
 
 	"github.com/trellis-mesh/trellis/internal/model"
 	"github.com/trellis-mesh/trellis/internal/xds/resources"
@@ -34,16 +35,34 @@ const (
 	defaultProtocol = model.ProtocolHTTP
 )
 
-// index is the Input arranged for lookups, every slice in a stable order.
-type index struct {
+// Index is an Input arranged for lookups, every slice in a stable order.
+// Build it once with NewIndex and compile any number of proxies from it:
+// the cost of one proxy is then proportional to what it talks to, not to
+// the size of the mesh. An Index is read-only and safe for concurrent use;
+// it keeps pointers into the Input, which must not change while it is used.
+// Sets compiled from one Index share their cluster and endpoint resources:
+// they must not be modified.
+type Index struct {
+	mu    sync.Mutex
+	built map[target][]builtCluster // clusters of a service port, built on first use
+
 	trustDomain string
+	byName      map[string]*model.Workload // workloads of the default namespace
 	byService   map[model.ServiceRef][]*model.Workload
-	vs          []*model.VirtualService
-	dr          []*model.DestinationRule
+	vsByHost    map[model.ServiceRef]*model.VirtualService    // the first, by namespace/name, naming the host
+	drByHost    map[model.ServiceRef][]*model.DestinationRule // by namespace/name
 }
 
-func newIndex(in *Input) *index {
-	ix := &index{trustDomain: in.TrustDomain, byService: map[model.ServiceRef][]*model.Workload{}}
+// NewIndex arranges in for lookups.
+func NewIndex(in *Input) *Index {
+	ix := &Index{
+		built:       map[target][]builtCluster{},
+		trustDomain: in.TrustDomain,
+		byName:      make(map[string]*model.Workload, len(in.Workloads)),
+		byService:   map[model.ServiceRef][]*model.Workload{},
+		vsByHost:    map[model.ServiceRef]*model.VirtualService{},
+		drByHost:    map[model.ServiceRef][]*model.DestinationRule{},
+	}
 	if ix.trustDomain == "" {
 		ix.trustDomain = model.DefaultTrustDomain
 	}
@@ -51,38 +70,49 @@ func newIndex(in *Input) *index {
 		if w == nil {
 			continue
 		}
-		ref := model.ServiceRef{Namespace: w.NamespaceOrDefault(), Name: w.Spec.Service}
+		ns := w.NamespaceOrDefault()
+		if _, dup := ix.byName[w.Name]; !dup && ns == model.DefaultNamespace {
+			ix.byName[w.Name] = w
+		}
+		ref := model.ServiceRef{Namespace: ns, Name: w.Spec.Service}
 		ix.byService[ref] = append(ix.byService[ref], w)
 	}
 	for _, ws := range ix.byService {
 		sort.Slice(ws, func(i, j int) bool { return ws[i].Name < ws[j].Name })
 	}
+	var vss []*model.VirtualService
 	for _, v := range in.VirtualServices {
 		if v != nil {
-			ix.vs = append(ix.vs, v)
+			vss = append(vss, v)
 		}
 	}
-	sort.Slice(ix.vs, func(i, j int) bool { return ix.vs[i].Key().String() < ix.vs[j].Key().String() })
+	sort.Slice(vss, func(i, j int) bool { return vss[i].Key().String() < vss[j].Key().String() })
+	for _, v := range vss {
+		for _, h := range v.Spec.Hosts {
+			ref := model.ResolveHost(h, v.NamespaceOrDefault())
+			if _, taken := ix.vsByHost[ref]; !taken {
+				ix.vsByHost[ref] = v
+			}
+		}
+	}
+	var drs []*model.DestinationRule
 	for _, d := range in.DestinationRules {
 		if d != nil {
-			ix.dr = append(ix.dr, d)
+			drs = append(drs, d)
 		}
 	}
-	sort.Slice(ix.dr, func(i, j int) bool { return ix.dr[i].Key().String() < ix.dr[j].Key().String() })
+	sort.Slice(drs, func(i, j int) bool { return drs[i].Key().String() < drs[j].Key().String() })
+	for _, d := range drs {
+		ref := model.ResolveHost(d.Spec.Host, d.NamespaceOrDefault())
+		ix.drByHost[ref] = append(ix.drByHost[ref], d)
+	}
 	return ix
 }
 
 // virtualService returns the VirtualService that routes svc: the first, by
 // namespace/name, with a host naming it; nil when none does.
-func (ix *index) virtualService(svc model.ServiceRef) *model.VirtualService {
-	for _, v := range ix.vs {
-		for _, h := range v.Spec.Hosts {
-			if model.ResolveHost(h, v.NamespaceOrDefault()) == svc {
-				return v
-			}
-		}
-	}
-	return nil
+func (ix *Index) virtualService(svc model.ServiceRef) *model.VirtualService {
+	return ix.vsByHost[svc]
 }
 
 // subset is a named label selector of a service's workloads.
@@ -93,13 +123,10 @@ type subset struct {
 
 // subsets returns the subsets DestinationRules define for svc, sorted by
 // name; when several rules define a name, the first rule wins.
-func (ix *index) subsets(svc model.ServiceRef) []subset {
+func (ix *Index) subsets(svc model.ServiceRef) []subset {
 	seen := map[string]bool{}
 	var out []subset
-	for _, d := range ix.dr {
-		if model.ResolveHost(d.Spec.Host, d.NamespaceOrDefault()) != svc {
-			continue
-		}
+	for _, d := range ix.drByHost[svc] {
 		for _, s := range d.Spec.Subsets {
 			if s.Name == "" || seen[s.Name] {
 				continue
@@ -113,7 +140,7 @@ func (ix *index) subsets(svc model.ServiceRef) []subset {
 }
 
 // firstPort is the first declared port of the service's first workload.
-func (ix *index) firstPort(svc model.ServiceRef) uint32 {
+func (ix *Index) firstPort(svc model.ServiceRef) uint32 {
 	for _, w := range ix.byService[svc] {
 		if len(w.Spec.Ports) > 0 {
 			return w.Spec.Ports[0].Port
@@ -123,7 +150,7 @@ func (ix *index) firstPort(svc model.ServiceRef) uint32 {
 }
 
 // protocol is the protocol the service's workloads declare for port.
-func (ix *index) protocol(svc model.ServiceRef, port uint32) model.Protocol {
+func (ix *Index) protocol(svc model.ServiceRef, port uint32) model.Protocol {
 	for _, w := range ix.byService[svc] {
 		for _, p := range w.Spec.Ports {
 			if p.Port == port && p.Protocol.Valid() {
@@ -135,13 +162,13 @@ func (ix *index) protocol(svc model.ServiceRef, port uint32) model.Protocol {
 }
 
 // identity is the SPIFFE ID a workload's certificate carries.
-func (ix *index) identity(w *model.Workload) string {
+func (ix *Index) identity(w *model.Workload) string {
 	return model.SPIFFEID(ix.trustDomain, w.NamespaceOrDefault(), w.Spec.ServiceAccountOrDefault())
 }
 
 // allowedSANs are the identities allowed to serve svc (secure naming):
 // those of its workloads, or its default identity when none is registered.
-func (ix *index) allowedSANs(svc model.ServiceRef) []string {
+func (ix *Index) allowedSANs(svc model.ServiceRef) []string {
 	seen := map[string]bool{}
 	var out []string
 	for _, w := range ix.byService[svc] {
@@ -173,35 +200,51 @@ func Proxy(in *Input, workload string) (*resources.Set, error) {
 	if in == nil {
 		return nil, fmt.Errorf("compile %s: nil input", workload)
 	}
-	var self *model.Workload
-	for _, w := range in.Workloads {
-		if w != nil && w.Name == workload && w.NamespaceOrDefault() == model.DefaultNamespace {
-			self = w
-			break
-		}
-	}
+	set, _, err := NewIndex(in).Compile(workload)
+	return set, err
+}
+
+// Compile is Proxy over an Index. It also returns the services the
+// configuration depends on, sorted: the workload's upstreams and every
+// service their routes reach. A change to one of those services' workloads,
+// VirtualServices or DestinationRules (or to the workload itself) can change
+// the configuration; nothing else can.
+func (ix *Index) Compile(workload string) (*resources.Set, []model.ServiceRef, error) {
+	self := ix.byName[workload]
 	if self == nil {
-		return nil, fmt.Errorf("compile %s: workload not registered", workload)
+		return nil, nil, fmt.Errorf("compile %s: workload not registered", workload)
 	}
-	c := &compiler{ix: newIndex(in), set: resources.NewSet()}
+	c := &compiler{ix: ix, set: resources.NewSet(), deps: map[model.ServiceRef]bool{}}
 	for _, p := range self.Spec.Ports {
 		if err := c.inbound(p); err != nil {
-			return nil, fmt.Errorf("compile %s: inbound port %d: %w", workload, p.Port, err)
+			return nil, nil, fmt.Errorf("compile %s: inbound port %d: %w", workload, p.Port, err)
 		}
 	}
 	for _, u := range self.Spec.Upstreams {
 		svc := model.ServiceRef{Namespace: self.NamespaceOrDefault(), Name: u.Service}
+		c.deps[svc] = true
 		if err := c.outbound(svc, u); err != nil {
-			return nil, fmt.Errorf("compile %s: upstream %s: %w", workload, u.Service, err)
+			return nil, nil, fmt.Errorf("compile %s: upstream %s: %w", workload, u.Service, err)
 		}
 	}
-	return c.set, nil
+	deps := make([]model.ServiceRef, 0, len(c.deps))
+	for ref := range c.deps {
+		deps = append(deps, ref)
+	}
+	sort.Slice(deps, func(i, j int) bool {
+		if deps[i].Namespace != deps[j].Namespace {
+			return deps[i].Namespace < deps[j].Namespace
+		}
+		return deps[i].Name < deps[j].Name
+	})
+	return c.set, deps, nil
 }
 
 // compiler accumulates the resources of one proxy.
 type compiler struct {
-	ix  *index
-	set *resources.Set
+	ix   *Index
+	set  *resources.Set
+	deps map[model.ServiceRef]bool // services this proxy's configuration depends on
 }
 
 // Resource names, following Istio's scheme.

@@ -5,8 +5,9 @@
 //	sidecar ─► register/heartbeat/certificates ─► registry     │ SetResources(node, set)
 //	                 │                              │          │
 //	                 ▼                              ▼          │
-//	              store ───────── watch ──────► reconciler ── compile.Proxy(model, node)
-//	                 ▲
+//	              store ───────── watch ──────► reconciler ── Index.Compile(node)
+//	                 ▲                (mesh.go: model,        for affected, connected
+//	                 │                 deps.go: who calls whom) proxies only
 //	                CA (root persisted in the store, signs CSRs into SPIFFE SVIDs)
 package controlplane
 
@@ -61,8 +62,14 @@ type ControlPlane struct {
 	reconcile chan struct{}
 	wanted    atomic.Uint64 // changes seen (trigger calls)
 	built     atomic.Uint64 // changes compiled and published
-	mu        sync.Mutex
-	published map[string]bool // nodes with a snapshot in the xDS cache
+	compiles  atomic.Uint64 // proxies compiled since start (tests, benchmarks)
+	evMu      sync.Mutex
+	events    []store.Event // store changes not yet folded into the mesh model
+	relist    bool          // re-read the whole store before the queued events
+	connects  []string      // nodes that opened their first ADS stream, not yet compiled
+	// compiledHook, when set before Run, is called by the reconcile loop
+	// with the proxies each rebuild compiled (tests).
+	compiledHook func(names []string)
 }
 
 // New opens the store, loads or creates the CA and binds both listeners, so
@@ -90,7 +97,6 @@ func New(ctx context.Context, cfg Config) (*ControlPlane, error) {
 		store:     st,
 		tokens:    &tokens{store: st},
 		reconcile: make(chan struct{}, 1),
-		published: map[string]bool{},
 	}
 	fail := func(err error) (*ControlPlane, error) {
 		cp.closeListeners()
@@ -105,7 +111,7 @@ func New(ctx context.Context, cfg Config) (*ControlPlane, error) {
 	cp.xds = xds.NewServer(xds.ServerOptions{
 		Logger:        cfg.Logger.With("component", "xds"),
 		Authenticate:  cp.tokens.check,
-		OnNodeConnect: func(string) { cp.trigger() },
+		OnNodeConnect: cp.nodeConnected,
 	})
 	if cp.adminLis, err = net.Listen("tcp", cfg.AdminAddr); err != nil {
 		return fail(fmt.Errorf("admin API listener %s: %w", cfg.AdminAddr, err))

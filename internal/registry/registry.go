@@ -131,7 +131,9 @@ func (r *Registry) Heartbeat(ctx context.Context, namespace, name string, ready 
 	r.mu.Lock()
 	l, ok := r.live[key(namespace, name)]
 	if !ok {
-		l = &liveness{}
+		// Never heard from since start-up: healthy by the start-up grace
+		// until now, so a first "not ready" is a flip too.
+		l = &liveness{healthy: r.now().Sub(r.started) < r.ttl}
 		r.live[key(namespace, name)] = l
 	}
 	l.lastSeen = r.now()
@@ -208,19 +210,32 @@ func (r *Registry) decode(rec store.Record) (*model.Workload, error) {
 	return &w, nil
 }
 
-// fillStatus sets w.Status from liveness; r.mu must be held. A workload
+// Status returns a workload's status from liveness alone, without reading
+// the store: the control plane calls it for every workload it compiles.
+// The workload is assumed registered (see fillStatus for one never heard from).
+func (r *Registry) Status(namespace, name string) *model.WorkloadStatus {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.statusLocked(namespace, name)
+}
+
+// fillStatus sets w.Status from liveness; r.mu must be held.
+func (r *Registry) fillStatus(w *model.Workload) {
+	w.Status = r.statusLocked(w.Namespace, w.Name)
+}
+
+// statusLocked computes a workload's status; r.mu must be held. A workload
 // never heard from since this control plane started is given the benefit
 // of the doubt until one TTL has passed (it is probably reconnecting).
-func (r *Registry) fillStatus(w *model.Workload) {
-	l, ok := r.live[key(w.Namespace, w.Name)]
+func (r *Registry) statusLocked(namespace, name string) *model.WorkloadStatus {
+	l, ok := r.live[key(namespace, name)]
 	now := r.now()
 	if !ok {
 		grace := now.Sub(r.started) < r.ttl
-		w.Status = &model.WorkloadStatus{Ready: grace, Healthy: grace}
-		return
+		return &model.WorkloadStatus{Ready: grace, Healthy: grace}
 	}
 	alive := now.Sub(l.lastSeen) < r.ttl
-	w.Status = &model.WorkloadStatus{Ready: l.ready, Healthy: alive && l.ready, LastSeen: l.lastSeen}
+	return &model.WorkloadStatus{Ready: l.ready, Healthy: alive && l.ready, LastSeen: l.lastSeen}
 }
 
 // Run sweeps liveness until ctx ends, notifying Changed when a workload

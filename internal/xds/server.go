@@ -67,6 +67,7 @@ type Server struct {
 	opts    ServerOptions
 	cache   cachev3.SnapshotCache
 	tracker *tracker
+	memo    *anyMemo // canonical Any encodings, shared by every node's snapshots
 }
 
 // NewServer returns a Server with an empty snapshot cache.
@@ -80,6 +81,7 @@ func NewServer(opts ServerOptions) *Server {
 		opts:    opts,
 		cache:   cachev3.NewSnapshotCache(true, cachev3.IDHash{}, gcpLogger{logger.With("lib", "go-control-plane")}),
 		tracker: newTracker(logger),
+		memo:    newAnyMemo(),
 	}
 }
 
@@ -88,11 +90,13 @@ func NewServer(opts ServerOptions) *Server {
 // change keeps its version and is not pushed again. The set must be
 // consistent: every ClusterLoadAssignment is named by an EDS cluster and every
 // RouteConfiguration by a listener's RDS, and the other way round.
+// The set's resources must not be modified afterwards (the cache serves them
+// as they are); the same resource may be given to several nodes.
 func (s *Server) SetResources(node string, set *resources.Set) error {
 	if node == "" {
 		return errors.New("xds: set resources: empty node id")
 	}
-	snap, err := buildSnapshot(set)
+	snap, err := buildSnapshotMemo(set, s.memo)
 	if err != nil {
 		return fmt.Errorf("xds: set resources for node %q: %w", node, err)
 	}

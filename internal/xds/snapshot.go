@@ -25,7 +25,10 @@ var typeOrder = []struct{ url, short string }{
 
 // buildSnapshot turns a Set into a go-control-plane snapshot whose per-type
 // version is a content hash of that type's resources.
-func buildSnapshot(set *resources.Set) (*cachev3.Snapshot, error) {
+func buildSnapshot(set *resources.Set) (*cachev3.Snapshot, error) { return buildSnapshotMemo(set, nil) }
+
+// buildSnapshotMemo is buildSnapshot with a memo of canonical Any encodings.
+func buildSnapshotMemo(set *resources.Set, memo *anyMemo) (*cachev3.Snapshot, error) {
 	if set == nil {
 		return nil, errors.New("nil resource set")
 	}
@@ -37,19 +40,19 @@ func buildSnapshot(set *resources.Set) (*cachev3.Snapshot, error) {
 		snap.Resources[index] = cachev3.NewResources(version, items)
 		return nil
 	}
-	items, version, err := hashed(set.Listeners)
+	items, version, err := hashed(memo, set.Listeners)
 	if err := add(types.Listener, resources.ListenerType, items, version, err); err != nil {
 		return nil, err
 	}
-	items, version, err = hashed(set.Routes)
+	items, version, err = hashed(memo, set.Routes)
 	if err := add(types.Route, resources.RouteType, items, version, err); err != nil {
 		return nil, err
 	}
-	items, version, err = hashed(set.Clusters)
+	items, version, err = hashed(memo, set.Clusters)
 	if err := add(types.Cluster, resources.ClusterType, items, version, err); err != nil {
 		return nil, err
 	}
-	items, version, err = hashed(set.Endpoints)
+	items, version, err = hashed(memo, set.Endpoints)
 	if err := add(types.Endpoint, resources.EndpointType, items, version, err); err != nil {
 		return nil, err
 	}
@@ -62,7 +65,7 @@ func buildSnapshot(set *resources.Set) (*cachev3.Snapshot, error) {
 // hashed returns the resources of one type in name order and their version:
 // the first 16 hex digits of a SHA-256 over each name and its canonical
 // proto encoding. Equal contents give equal versions.
-func hashed[M proto.Message](m map[string]M) ([]types.Resource, string, error) {
+func hashed[M proto.Message](memo *anyMemo, m map[string]M) ([]types.Resource, string, error) {
 	h := sha256.New()
 	items := make([]types.Resource, 0, len(m))
 	for _, name := range resources.SortedKeys(m) {
@@ -73,7 +76,7 @@ func hashed[M proto.Message](m map[string]M) ([]types.Resource, string, error) {
 		if got := cachev3.GetResourceName(res); got != name {
 			return nil, "", fmt.Errorf("resource keyed %q is named %q", name, got)
 		}
-		buf, err := canonicalBytes(res)
+		buf, err := memo.resourceBytes(res)
 		if err != nil {
 			return nil, "", fmt.Errorf("resource %q: marshal: %w", name, err)
 		}

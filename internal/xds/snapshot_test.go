@@ -85,3 +85,32 @@ func TestCombinedVersion(t *testing.T) {
 		t.Errorf("combinedVersion = %q, want %q", got, want)
 	}
 }
+
+// TestMemoMatchesCanonical checks that the memo (by Any content and by
+// resource identity) gives the same bytes as the plain canonical encoding,
+// and that a resource given twice is hashed to the same version.
+func TestMemoMatchesCanonical(t *testing.T) {
+	memo := newAnyMemo()
+	l := listenerWithMap(t)
+	want, err := canonicalBytes(l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		got, err := memo.resourceBytes(l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != string(want) {
+			t.Fatalf("memo pass %d: bytes differ from canonicalBytes", i)
+		}
+		other := listenerWithMap(t) // equal content, another identity
+		got, err = memo.canonicalBytes(other)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != string(want) {
+			t.Fatalf("memo pass %d: equal content, different bytes", i)
+		}
+	}
+}

@@ -210,6 +210,40 @@ func TestReconnectAfterServerRestart(t *testing.T) {
 	}
 }
 
+// TestReconnectBeforeSnapshot is a control plane restart where the node's
+// configuration is compiled only once it reconnects, unchanged: nothing is
+// sent, and the version the node claims makes it SYNCED.
+func TestReconnectBeforeSnapshot(t *testing.T) {
+	srv := newServer()
+	addr, stop := serve(t, srv, "127.0.0.1:0")
+	if err := srv.SetResources("node-a", testSet(t, 9001)); err != nil {
+		t.Fatal(err)
+	}
+	c := newClient(addr, "node-a", "token-a")
+	runClient(t, c, &fakeHandler{})
+	waitSynced(t, c)
+	stop()
+	eventually(t, "client disconnected", func() bool { return !c.State().Connected })
+
+	srv2 := newServer()
+	serve(t, srv2, addr)
+	eventually(t, "client connected", func() bool { return c.State().Connected })
+	if st := srv2.NodeStatus("node-a"); st.State == xds.StateSynced {
+		t.Errorf("SYNCED before any snapshot: %+v", st)
+	}
+	if err := srv2.SetResources("node-a", testSet(t, 9001)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "node SYNCED after restart", nodeState(srv2, "node-a", xds.StateSynced))
+	if err := srv2.SetResources("node-a", testSet(t, 9002)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "node SYNCED after a change", nodeState(srv2, "node-a", xds.StateSynced))
+	if st := srv2.NodeStatus("node-a"); st.Connected != true {
+		t.Errorf("status %+v", st)
+	}
+}
+
 func TestOnNodeConnect(t *testing.T) {
 	connected := make(chan string, 4)
 	var srv *xds.Server

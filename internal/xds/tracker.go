@@ -153,6 +153,14 @@ func (t *tracker) onRequest(id int64, req *discoveryv3.DiscoveryRequest, authori
 	ts.subscribed = true
 
 	sent := st.sent[req.GetTypeUrl()]
+	if sent == nil && req.GetResponseNonce() == "" && req.GetVersionInfo() != "" {
+		// The first request of a stream carries the version the node last
+		// accepted (after a reconnect, or a control plane restart). If the
+		// snapshot set later has that version, go-control-plane sends
+		// nothing, and no ACK would ever say the node is in sync.
+		ts.acked = req.GetVersionInfo()
+		return nil
+	}
 	if sent == nil || sent.answered || req.GetResponseNonce() != sent.nonce {
 		return nil // an initial request, a subscription change, or a stale nonce
 	}
