@@ -21,6 +21,7 @@ var exampleFiles = []string{
 	"bookinfo/reviews-jason.yaml",
 	"protocols/mesh.yaml",
 	"../bench/mesh.yaml",
+	"../bench/mesh-h2.yaml",
 }
 
 func decodeFile(t *testing.T, path string) []model.Object {

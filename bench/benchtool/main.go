@@ -5,9 +5,14 @@
 //
 //	benchtool demo-app NAME                  run a demo app (env as from `trellis up`) until SIGINT/SIGTERM
 //	benchtool freeport                       print a free 127.0.0.1 port
+//	benchtool freeports N                    print N free 127.0.0.1 ports below the ephemeral range
 //	benchtool status FILE CLIENT BACKEND     print shell assignments from a status JSON file
 //	benchtool fortio FILE                    print "p50 p99 p99.9 qps ok errors" (µs, rps, counts)
 //	benchtool whoami URL WORKLOAD            GET URL, check the answering workload, print what it saw
+//	benchtool ghz FILE                       print "p50 p99 rps ok errors" from ghz's JSON report
+//	benchtool token CONTROL                  print a new join token of the control plane
+//	benchtool certs CONTROL DIR NAME...      register NAMEs, write their mesh SVIDs and the root to DIR
+//	benchtool register CONTROL PREFIX N      register N one-workload services PREFIX-001... (nothing serves them)
 package main
 
 import (
@@ -22,6 +27,7 @@ import (
 	"os"
 	"os/signal"
 	"regexp"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -31,9 +37,14 @@ import (
 const usage = `usage:
   benchtool demo-app NAME
   benchtool freeport
+  benchtool freeports N
   benchtool status FILE CLIENT_WORKLOAD BACKEND_WORKLOAD
   benchtool fortio FILE
-  benchtool whoami URL WORKLOAD`
+  benchtool whoami URL WORKLOAD
+  benchtool ghz FILE
+  benchtool token CONTROL
+  benchtool certs CONTROL DIR NAME...
+  benchtool register CONTROL PREFIX N`
 
 func main() {
 	if err := run(os.Args[1:]); err != nil {
@@ -51,12 +62,30 @@ func run(args []string) error {
 		return demoApp(rest[0])
 	case cmd == "freeport" && len(rest) == 0:
 		return freePort()
+	case cmd == "freeports" && len(rest) == 1:
+		n, err := strconv.Atoi(rest[0])
+		if err != nil || n < 1 || n > 1000 {
+			return fmt.Errorf("freeports: N must be 1..1000, got %q", rest[0])
+		}
+		return freePorts(n)
 	case cmd == "status" && len(rest) == 3:
 		return status(rest[0], rest[1], rest[2])
 	case cmd == "fortio" && len(rest) == 1:
 		return fortio(rest[0])
 	case cmd == "whoami" && len(rest) == 2:
 		return whoami(rest[0], rest[1])
+	case cmd == "ghz" && len(rest) == 1:
+		return ghz(rest[0])
+	case cmd == "token" && len(rest) == 1:
+		return token(rest[0])
+	case cmd == "certs" && len(rest) >= 3:
+		return certs(rest[0], rest[1], rest[2:])
+	case cmd == "register" && len(rest) == 3:
+		n, err := strconv.Atoi(rest[2])
+		if err != nil || n < 1 || n > 1000 {
+			return fmt.Errorf("register: N must be 1..1000, got %q", rest[2])
+		}
+		return register(rest[0], rest[1], n)
 	}
 	return fmt.Errorf("bad arguments %q\n%s", args, usage)
 }
