@@ -16,7 +16,7 @@ func BenchmarkRouteMatchAndPick(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
-		rt := table.match(r)
+		rt := table.matchRequest(r)
 		c := cfg.clusters[rt.clusterName()]
 		if c != nil {
 			c.pick()

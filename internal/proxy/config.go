@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"crypto/tls"
 	"net/http"
 	"regexp"
 	"sync/atomic"
@@ -146,7 +147,9 @@ type upstreamTLS struct {
 type upstream struct {
 	fingerprint string
 	scheme      string
-	transport   http.RoundTripper
+	transport   http.RoundTripper // legacy path and HTTP/2
+	h1          *h1Pool           // fast path: pooled HTTP/1.1 connections
+	sessions    tls.ClientSessionCache
 	closeIdle   func()
 }
 

@@ -10,8 +10,10 @@ import (
 )
 
 // forwarder sends a routed request to its upstream endpoint and writes the
-// response. It is the seam where a purpose-built, allocation-free HTTP/1
-// forwarder can replace the net/http one (see PERF-NOTES.md).
+// response, on the net/http (slow, or legacy) path. The HTTP/1.1 fast path
+// (h1*.go) does not go through it: it takes whole connections at the
+// listener (dispatch.go), because owning the connection is what makes it
+// allocation-free, and hands connections it does not serve to this path.
 type forwarder interface {
 	forward(w http.ResponseWriter, r *http.Request, t *forwardTarget)
 }

@@ -46,7 +46,13 @@ func (w tWriter) Write(b []byte) (int, error) { w.t.Log(string(b)); return len(b
 // newProxy creates a Proxy that is shut down when the test ends.
 func newProxy(t testing.TB, id Identity) *Proxy {
 	t.Helper()
-	p, err := New(Options{Identity: id, Logger: testLogger(t)})
+	return newProxyOpts(t, Options{Identity: id, Logger: testLogger(t)})
+}
+
+// newProxyOpts creates a Proxy with opts that is shut down when the test ends.
+func newProxyOpts(t testing.TB, opts Options) *Proxy {
+	t.Helper()
+	p, err := New(opts)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

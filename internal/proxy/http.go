@@ -55,7 +55,7 @@ func (h *httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	var rt *route
 	if table != nil {
-		rt = table.match(r)
+		rt = table.matchRequest(r)
 	}
 	if rt == nil {
 		lc.stats.response(http.StatusNotFound)
@@ -97,7 +97,7 @@ func (h *httpHandler) sanitizeInbound(w http.ResponseWriter, r *http.Request, lc
 	if !lc.setXFCC {
 		return true
 	}
-	peer, err := tlsutil.PeerID(r.TLS)
+	peer, err := tlsutil.PeerID(requestTLS(r))
 	if err != nil {
 		// The TLS layer verified an SVID, so this does not happen.
 		lc.stats.response(http.StatusForbidden)

@@ -32,6 +32,7 @@ type boundListener struct {
 	ln      net.Listener
 	http    *http.Server // kindHTTP
 	tcp     *tcpServer   // kindTCP
+	h1      *h1Server    // kindHTTP with the fast path
 	serve   func() error
 	done    chan struct{} // closed when serve returns
 }
@@ -113,7 +114,12 @@ func (p *Proxy) bind(lc *listenerConfig) (*boundListener, error) {
 		b.serve = b.tcp.serve
 		return b, nil
 	}
-	b.http = p.newHTTPServer(lc)
+	if !p.legacyHTTP1 {
+		b.h1 = p.newH1Server(lc, ln)
+		b.serve = b.h1.serve
+		return b, nil
+	}
+	b.http = p.newHTTPServer(lc, false)
 	if lc.tls != nil {
 		b.http.TLSConfig = tlsutil.ServerConfig(p.id, lc.tls.alpn)
 		b.serve = func() error { return b.http.ServeTLS(ln, "", "") }
@@ -123,7 +129,9 @@ func (p *Proxy) bind(lc *listenerConfig) (*boundListener, error) {
 	return b, nil
 }
 
-func (p *Proxy) newHTTPServer(lc *listenerConfig) *http.Server {
+// newHTTPServer returns the net/http server of a listener. handoff: it serves
+// connections the fast path accepted (and counted) and handed over.
+func (p *Proxy) newHTTPServer(lc *listenerConfig, handoff bool) *http.Server {
 	stats := lc.stats
 	mh := maxHeaderBytes
 	if lc.maxHeaderKB > 0 && int(lc.maxHeaderKB)<<10 < mh {
@@ -137,11 +145,14 @@ func (p *Proxy) newHTTPServer(lc *listenerConfig) *http.Server {
 		HTTP2:             &http.HTTP2Config{MaxConcurrentStreams: maxConcurrentStreams},
 		Protocols:         new(http.Protocols),
 		BaseContext:       func(net.Listener) context.Context { return p.ctx },
+		ConnContext:       connContext,
 		ErrorLog:          log.New(&serverLog{log: p.log.With("listener", lc.name), stats: stats}, "", 0),
 		ConnState: func(_ net.Conn, s http.ConnState) {
 			switch s {
 			case http.StateNew:
-				stats.active.Add(1)
+				if !handoff {
+					stats.active.Add(1)
+				}
 			case http.StateClosed, http.StateHijacked:
 				stats.active.Add(-1)
 			}
@@ -158,11 +169,14 @@ func (p *Proxy) newHTTPServer(lc *listenerConfig) *http.Server {
 
 // shutdown stops accepting and drains until ctx ends, then force-closes.
 func (b *boundListener) shutdown(ctx context.Context) {
-	if b.http != nil {
+	switch {
+	case b.h1 != nil:
+		b.h1.shutdown(ctx)
+	case b.http != nil:
 		if err := b.http.Shutdown(ctx); err != nil {
 			_ = b.http.Close()
 		}
-	} else {
+	default:
 		b.tcp.shutdown(ctx)
 	}
 	select {

@@ -9,7 +9,8 @@
 //	                 │
 //	┌────────────────┼──────────────────────────────┐
 //	│ listeners (bound sockets, kept while name+address+mode are unchanged)
-//	│   http: net/http server ─► route table ─► cluster ─► forwarder ─► pooled transport
+//	│   http: dispatcher ─► HTTP/1.1 fast path ─► route table ─► cluster ─► pooled h1 conns
+//	│           └─ anything else ─► handoff ─► net/http server ─► ReverseProxy ─► transport
 //	│   tcp:  accept ─► cluster ─► round-robin endpoint ─► copy both ways (half-close)
 //	└────────────────┴──────────────────────────────┘
 //	  tlsutil: TLS 1.3 mTLS, SPIFFE verification per handshake, secure naming
@@ -33,12 +34,38 @@
 // defaults to 15s; the compiler emits a timeout only when one is configured).
 // A route timeout covers the whole exchange, including streamed bodies.
 //
-// HTTP forwarding sits behind the small forwarder interface (forward.go). The
-// current implementation is net/http's server plus httputil.ReverseProxy with
-// per-cluster pooled http.Transports (h2 or HTTP/1.1 over mTLS between
-// sidecars, h2c or HTTP/1.1 to the app). PERF-NOTES.md measures this at 2-3x
-// the cost of a purpose-built HTTP/1.1 forwarder, which can replace it behind
-// the same interface.
+// HTTP/1.1 fast path (h1*.go, dispatch.go; the default). Each accepted
+// connection gets one goroutine, which runs the mTLS handshake (inbound),
+// reads request heads in place from a pooled buffer, parses strictly only
+// what the proxy interprets (request line, Host, Content-Length,
+// Transfer-Encoding, Connection and hop-by-hop headers, Expect, and the
+// headers a route matches on; every other line is forwarded as raw bytes),
+// routes, and does the upstream exchange inline over a pooled keep-alive
+// connection (per cluster and endpoint, TLS sessions resumed). Each message
+// is written with one flush when complete, or before the goroutine blocks
+// on a read, so streamed bodies flow without being buffered whole. A
+// request is sent whole before its response is read (no full duplex on
+// HTTP/1.1). A steady-state GET allocates nothing in the proxy. Refused
+// heads get 400 (431 headers too large, 414 request line too long, 505
+// version) and the connection closes: CL with TE, a Transfer-Encoding other
+// than one "chunked", an invalid or conflicting Content-Length, bare LF,
+// whitespace before a colon, CTL bytes, obs-fold, no or several Host.
+// Expect: 100-continue is answered by the proxy (as Envoy does) and not
+// forwarded. An idempotent body-less request whose pooled upstream
+// connection turns out closed, with nothing received, is retried on a new
+// connection; anything else is 503 upstream_reset. A caller hanging up
+// while the upstream is slow is noticed by a short-lived helper started
+// only after 20ms (downstream_cancelled).
+//
+// Slow path (net/http server + httputil.ReverseProxy behind the forwarder
+// interface, forward.go): the dispatcher hands the whole connection, with
+// the bytes already read, to the listener's net/http server for ALPN h2
+// (inbound), h2c prior knowledge (outbound "PRI * HTTP/2.0" preface),
+// upgrades (WebSocket), HTTP/1.0, non-origin-form targets, and requests
+// routed to an HTTP/2 cluster; the connection stays there. Options.
+// LegacyHTTP1 (or TRELLIS_PROXY_LEGACY_HTTP1=1) sends every HTTP listener
+// to net/http as before, for comparison. Both paths read the same runtime
+// config, answer the same local replies and count the same stats.
 //
 // Inbound (TLS) HTTP listeners remove client-sent x-forwarded-client-cert and
 // x-trellis-* headers and, with SANITIZE_SET + uri, set
@@ -51,6 +78,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 	"sync/atomic"
 
@@ -72,6 +100,10 @@ type Identity interface {
 type Options struct {
 	Identity Identity
 	Logger   *slog.Logger
+	// LegacyHTTP1 serves HTTP/1.1 with net/http and httputil.ReverseProxy
+	// instead of the fast path (for comparison). The environment variable
+	// TRELLIS_PROXY_LEGACY_HTTP1=1 sets it too.
+	LegacyHTTP1 bool
 }
 
 // Proxy is the sidecar data plane. Create it with New, feed it with Update,
@@ -83,6 +115,9 @@ type Proxy struct {
 	cfg   atomic.Pointer[runtimeConfig]
 	fwd   forwarder
 	ownID ownIDCache
+	bufs  bufferPools
+
+	legacyHTTP1 bool
 
 	ctx    context.Context // owns every goroutine of the proxy
 	cancel context.CancelFunc
@@ -111,6 +146,8 @@ func New(opts Options) (*Proxy, error) {
 		ctx:    ctx,
 		cancel: cancel,
 		bound:  map[string]*boundListener{},
+
+		legacyHTTP1: opts.LegacyHTTP1 || os.Getenv("TRELLIS_PROXY_LEGACY_HTTP1") == "1",
 	}
 	p.fwd = newReverseProxyForwarder(p)
 	return p, nil

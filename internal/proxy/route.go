@@ -3,81 +3,120 @@ package proxy
 import (
 	"math/rand/v2"
 	"net/http"
+	"regexp"
 	"strings"
 )
 
-// match returns the first route of the table matching r, or nil.
-func (t *routeTable) match(r *http.Request) *route {
+// text is a request path or header value: a string on the net/http path,
+// bytes of the raw head on the fast path. Matching allocates neither.
+type text interface{ string | []byte }
+
+// headerSource gives a route matcher the value of a request header: the
+// values of every field with that name joined with ",", as Envoy matches
+// them.
+type headerSource[T text] interface {
+	headerValue(canonicalName string) (T, bool)
+}
+
+// stdHeader adapts an http.Header (the net/http path) to headerSource.
+type stdHeader http.Header
+
+func (h stdHeader) headerValue(name string) (string, bool) {
+	vals, ok := h[name]
+	if !ok {
+		return "", false
+	}
+	if len(vals) == 1 {
+		return vals[0], true
+	}
+	return strings.Join(vals, ","), true
+}
+
+// matchRoute returns the first route of the table matching a request with
+// this (percent-decoded) path and headers, or nil.
+func matchRoute[T text](t *routeTable, path T, hdr headerSource[T]) *route {
 	for _, rt := range t.routes {
-		if rt.match.matches(r) {
+		if matches(&rt.match, path, hdr) {
 			return rt
 		}
 	}
 	return nil
 }
 
-func (m *routeMatch) matches(r *http.Request) bool {
-	path := r.URL.Path
+// match matches a request of the fast path.
+func (t *routeTable) match(path []byte, h *msgHead) *route {
+	return matchRoute[[]byte](t, path, h)
+}
+
+// matchRequest matches a net/http request.
+func (t *routeTable) matchRequest(r *http.Request) *route {
+	return matchRoute[string](t, r.URL.Path, stdHeader(r.Header))
+}
+
+func matches[T text](m *routeMatch, path T, hdr headerSource[T]) bool {
 	switch m.kind {
 	case pathPrefix:
 		if m.caseSensitive {
-			if !strings.HasPrefix(path, m.value) {
+			if len(path) < len(m.value) || string(path[:len(m.value)]) != m.value {
 				return false
 			}
-		} else if len(path) < len(m.value) || !strings.EqualFold(path[:len(m.value)], m.value) {
+		} else if !hasPrefixFold(path, m.value) {
 			return false
 		}
 	case pathExact:
 		if m.caseSensitive {
-			if path != m.value {
+			if string(path) != m.value {
 				return false
 			}
-		} else if !strings.EqualFold(path, m.value) {
+		} else if !equalFold(path, m.value) {
 			return false
 		}
 	case pathRegex:
-		if !m.regex.MatchString(path) {
+		if !regexMatch(m.regex, path) {
 			return false
 		}
 	default:
 		return false
 	}
 	for i := range m.headers {
-		if !m.headers[i].matches(r.Header) {
+		if !headerMatches(&m.headers[i], hdr) {
 			return false
 		}
 	}
 	return true
 }
 
-func (h *headerMatcher) matches(hdr http.Header) bool {
-	vals, present := hdr[h.name]
+func headerMatches[T text](h *headerMatcher, hdr headerSource[T]) bool {
+	v, present := hdr.headerValue(h.name)
 	if !present {
 		// As in Envoy: a missing header matches only an inverted present_match.
 		return h.kind == headerPresent && h.invert
 	}
 	var ok bool
-	{
-		// Envoy matches multiple values of a header joined with ",".
-		v := vals[0]
-		if len(vals) > 1 {
-			v = strings.Join(vals, ",")
-		}
-		switch h.kind {
-		case headerExact:
-			ok = v == h.value
-		case headerPrefix:
-			ok = strings.HasPrefix(v, h.value)
-		case headerRegex:
-			ok = h.regex.MatchString(v)
-		case headerPresent:
-			ok = true
-		}
+	switch h.kind {
+	case headerExact:
+		ok = string(v) == h.value
+	case headerPrefix:
+		ok = len(v) >= len(h.value) && string(v[:len(h.value)]) == h.value
+	case headerRegex:
+		ok = regexMatch(h.regex, v)
+	case headerPresent:
+		ok = true
 	}
 	if h.invert {
 		return !ok
 	}
 	return ok
+}
+
+func regexMatch[T text](re *regexp.Regexp, v T) bool {
+	switch v := any(v).(type) {
+	case string:
+		return re.MatchString(v)
+	case []byte:
+		return re.Match(v)
+	}
+	return false
 }
 
 // clusterName returns the cluster a request on this route goes to, picking

@@ -3,6 +3,7 @@ package proxy
 import (
 	"math"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -89,11 +90,29 @@ func TestRouteMatching(t *testing.T) {
 			r.Header.Set(k, v)
 		}
 		got := ""
-		if rt := table.match(r); rt != nil {
+		if rt := table.matchRequest(r); rt != nil {
 			got = rt.cluster
 		}
 		if got != tt.want {
 			t.Errorf("%s %v: routed to %q, want %q", tt.path, tt.headers, got, tt.want)
+		}
+		// The fast path, matching on the raw head, routes the same.
+		raw := "GET " + tt.path + " HTTP/1.1\r\nHost: s\r\n"
+		for k, v := range tt.headers {
+			raw += strings.ToLower(k) + ": " + v + "\r\n"
+		}
+		var h msgHead
+		if err := parseRequestHead([]byte(raw+"\r\n"), &h); err != nil {
+			t.Fatalf("parse %q: %v", raw, err)
+		}
+		var scratch []byte
+		path, _ := decodePath(h.path, &scratch)
+		fast := ""
+		if rt := table.match(path, &h); rt != nil {
+			fast = rt.cluster
+		}
+		if fast != got {
+			t.Errorf("%s %v: fast path routed to %q, net/http path to %q", tt.path, tt.headers, fast, got)
 		}
 	}
 }

@@ -37,8 +37,21 @@ func dialUpstream(ctx context.Context, c *cluster, id tlsutil.Identity, addr str
 	// inspects to negotiate h2.
 	var conn net.Conn = &countedConn{Conn: raw, gauge: &c.stats.active}
 	if c.tls != nil {
-		tc := tls.Client(conn, tlsutil.ClientConfig(id, c.tls.allowed, c.tls.alpn))
+		cfg := tlsutil.ClientConfig(id, c.tls.allowed, c.tls.alpn)
+		if c.up != nil {
+			// Resume sessions with the cluster's servers: a resumed TLS 1.3
+			// handshake skips the certificate exchange and signatures.
+			// VerifyConnection still runs on resumption.
+			cfg.ClientSessionCache = c.up.sessions
+		}
+		tc := tls.Client(conn, cfg)
 		if err := tc.HandshakeContext(ctx); err != nil {
+			if cfg.ClientSessionCache != nil {
+				// A ticket the server (or our verification) refuses must
+				// not fail every later dial: forget it (key as crypto/tls
+				// derives it without ServerName).
+				cfg.ClientSessionCache.Put(raw.RemoteAddr().String(), nil)
+			}
 			_ = conn.Close()
 			c.stats.connectFailures.Add(1)
 			c.stats.tlsFailures.Add(1)
@@ -67,9 +80,17 @@ func newUpstream(c *cluster, id tlsutil.Identity) *upstream {
 		},
 		Protocols: new(http.Protocols),
 	}
-	up := &upstream{fingerprint: c.fingerprint(), transport: t, closeIdle: t.CloseIdleConnections}
+	up := &upstream{fingerprint: c.fingerprint(), transport: t, sessions: tls.NewLRUClientSessionCache(64)}
+	dialCluster.up = up
 	dial := func(ctx context.Context, _, addr string) (net.Conn, error) {
 		return dialUpstream(ctx, dialCluster, id, addr)
+	}
+	up.h1 = newH1Pool(func(ctx context.Context, addr string) (net.Conn, error) {
+		return dialUpstream(ctx, dialCluster, id, addr)
+	})
+	up.closeIdle = func() {
+		t.CloseIdleConnections()
+		up.h1.closeIdle()
 	}
 	switch {
 	case c.tls == nil && c.http2:

@@ -1,0 +1,263 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/trellis-mesh/trellis/internal/proxy/tlsutil"
+)
+
+// h1Server serves one HTTP listener with the fast path: it accepts, runs the
+// mTLS handshake (inbound), and serves HTTP/1.1 on the accepting goroutine's
+// child, one goroutine per connection. Connections the fast path does not
+// handle (ALPN h2, h2c prior knowledge, upgrades, HTTP/1.0, absolute-form
+// targets, HTTP/2 clusters) are handed, with the bytes already read, to the
+// listener's net/http server through a handoffListener.
+type h1Server struct {
+	p      *Proxy
+	ctx    context.Context // cancelled when draining gives up
+	cancel context.CancelFunc
+	name   string
+	ln     net.Listener
+	tls    *tls.Config // nil: plaintext
+	mh     int         // max header bytes
+
+	slow     *http.Server
+	handoff  *handoffListener
+	slowDone chan struct{}
+
+	draining atomic.Bool
+	mu       sync.Mutex
+	conns    map[*downConn]struct{} // nil once shut down
+	wg       sync.WaitGroup
+}
+
+func (p *Proxy) newH1Server(lc *listenerConfig, ln net.Listener) *h1Server {
+	s := &h1Server{
+		p: p, name: lc.name, ln: ln, mh: maxHeaderBytes,
+		slow:     p.newHTTPServer(lc, true),
+		handoff:  newHandoffListener(ln.Addr()),
+		slowDone: make(chan struct{}),
+		conns:    map[*downConn]struct{}{},
+	}
+	s.ctx, s.cancel = context.WithCancel(p.ctx)
+	if lc.maxHeaderKB > 0 && int(lc.maxHeaderKB)<<10 < s.mh {
+		s.mh = int(lc.maxHeaderKB) << 10
+	}
+	if lc.tls != nil {
+		s.tls = tlsutil.ServerConfig(p.id, lc.tls.alpn)
+		s.slow.TLSConfig = s.tls
+	}
+	return s
+}
+
+// serve accepts until the listener closes. The slow-path server runs beside
+// it on the handoff listener and stops in shutdown.
+func (s *h1Server) serve() error {
+	go func() {
+		defer close(s.slowDone)
+		_ = s.slow.Serve(s.handoff)
+	}()
+	var delay time.Duration
+	for {
+		c, err := s.ln.Accept()
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() && s.p.ctx.Err() == nil {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				time.Sleep(delay)
+				continue
+			}
+			return err
+		}
+		delay = 0
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.handle(c)
+		}()
+	}
+}
+
+// handle owns one accepted connection until it closes or is handed off.
+func (s *h1Server) handle(c net.Conn) {
+	lc := s.p.cfg.Load().listeners[s.name]
+	if lc == nil || lc.kind != kindHTTP {
+		_ = c.Close()
+		return
+	}
+	stats := lc.stats
+	stats.active.Add(1)
+	handedOff := false
+	defer func() {
+		if !handedOff {
+			_ = c.Close()
+			stats.active.Add(-1) // handed-off connections are counted by the slow server
+		}
+	}()
+	var state *tls.ConnectionState
+	if s.tls != nil {
+		tc := tls.Server(c, s.tls)
+		_ = c.SetDeadline(time.Now().Add(readHeaderTimeout))
+		if err := tc.HandshakeContext(s.ctx); err != nil {
+			stats.tlsFailures.Add(1)
+			s.p.log.Debug("downstream tls handshake failed", "listener", s.name, "error", err)
+			return
+		}
+		cs := tc.ConnectionState()
+		state = &cs
+		c = tc
+		if cs.NegotiatedProtocol == tlsutil.ALPNH2 {
+			_ = c.SetDeadline(time.Time{}) // net/http sets its own
+			handedOff = s.handoff.push(c)
+			return
+		}
+	}
+	dc := s.newDownConn(c, state)
+	if !s.track(dc, true) {
+		s.releaseDownConn(dc)
+		return
+	}
+	pre, handoff := dc.serve()
+	if dc.linger && !handoff {
+		dc.lingerClose()
+	}
+	s.track(dc, false)
+	if handoff {
+		_ = c.SetDeadline(time.Time{}) // net/http sets its own; an upgrade may last
+		handedOff = s.handoff.push(&prefixConn{Conn: c, pre: pre, tlsState: state})
+	}
+	s.releaseDownConn(dc)
+}
+
+// track adds or removes a connection; adding fails after shutdown began.
+func (s *h1Server) track(dc *downConn, add bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !add {
+		delete(s.conns, dc)
+		return true
+	}
+	if s.conns == nil {
+		return false
+	}
+	s.conns[dc] = struct{}{}
+	return true
+}
+
+// shutdown stops accepting, wakes idle keep-alive connections so they close,
+// lets in-flight requests finish (their responses carry Connection: close)
+// until ctx ends, then closes what is left.
+func (s *h1Server) shutdown(ctx context.Context) {
+	_ = s.ln.Close()
+	s.draining.Store(true)
+	s.mu.Lock()
+	for dc := range s.conns {
+		dc.wakeIfIdle()
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	if err := s.slow.Shutdown(ctx); err != nil {
+		_ = s.slow.Close()
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+	s.cancel() // handshakes in progress
+	s.mu.Lock()
+	for dc := range s.conns {
+		_ = dc.nc.Close()
+		if uc := dc.cur.Load(); uc != nil {
+			_ = uc.nc.Close()
+		}
+	}
+	s.conns = nil
+	s.mu.Unlock()
+	<-done
+	_ = s.slow.Close() // connections handed off while shutting down
+	<-s.slowDone
+}
+
+// handoffListener feeds connections to the net/http server of the slow path.
+type handoffListener struct {
+	addr net.Addr
+	ch   chan net.Conn
+	done chan struct{}
+	once sync.Once
+}
+
+func newHandoffListener(addr net.Addr) *handoffListener {
+	return &handoffListener{addr: addr, ch: make(chan net.Conn), done: make(chan struct{})}
+}
+
+func (l *handoffListener) push(c net.Conn) bool {
+	select {
+	case l.ch <- c:
+		return true
+	case <-l.done:
+		return false
+	}
+}
+
+func (l *handoffListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.ch:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *handoffListener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *handoffListener) Addr() net.Addr { return l.addr }
+
+// prefixConn replays bytes the fast path already read, and carries the TLS
+// state of a connection net/http cannot see as a *tls.Conn.
+type prefixConn struct {
+	net.Conn
+	pre      []byte
+	tlsState *tls.ConnectionState
+}
+
+func (c *prefixConn) Read(p []byte) (int, error) {
+	if len(c.pre) > 0 {
+		n := copy(p, c.pre)
+		c.pre = c.pre[n:]
+		return n, nil
+	}
+	return c.Conn.Read(p)
+}
+
+type tlsStateKey struct{}
+
+// connContext makes the TLS state of a handed-off connection visible to the
+// slow path's handler.
+func connContext(ctx context.Context, c net.Conn) context.Context {
+	if pc, ok := c.(*prefixConn); ok && pc.tlsState != nil {
+		return context.WithValue(ctx, tlsStateKey{}, pc.tlsState)
+	}
+	return ctx
+}
+
+func requestTLS(r *http.Request) *tls.ConnectionState {
+	if r.TLS != nil {
+		return r.TLS
+	}
+	cs, _ := r.Context().Value(tlsStateKey{}).(*tls.ConnectionState)
+	return cs
+}

@@ -1,0 +1,315 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/tls"
+	"errors"
+	"net"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/trellis-mesh/trellis/internal/proxy/tlsutil"
+)
+
+const (
+	// clientWatchDelay is how long an upstream may take to answer before
+	// the connection's goroutine gets a helper that notices a caller
+	// hanging up. Fast exchanges never start it.
+	clientWatchDelay = 20 * time.Millisecond
+	idleStateActive  = 0
+	idleStateIdle    = 1
+	idleStateWoken   = 2
+	lingerTimeout    = 500 * time.Millisecond
+	lingerMaxBytes   = 1 << 20
+)
+
+var (
+	h2Preface    = []byte("PRI * HTTP/2.0\r\n\r\n")
+	aLongTimeAgo = time.Unix(1, 0)
+)
+
+// downConn is one downstream connection on the fast path. Only its own
+// goroutine touches it, except wakeIfIdle/forceClose (shutdown) and the
+// client watch, which runs while that goroutine waits for the upstream.
+type downConn struct {
+	s     *h1Server
+	nc    net.Conn
+	state *tls.ConnectionState // inbound mTLS
+	rd    connReader
+	bw    *bufio.Writer
+	req   msgHead
+	res   msgHead
+	path  []byte // percent-decoded path scratch
+
+	peer    string // caller's SPIFFE ID (inbound)
+	xfcc    []byte // X-Forwarded-Client-Cert line for xfccOwn
+	xfccOwn string
+
+	idle     atomic.Int32
+	cur      atomic.Pointer[upConn] // upstream connection of the current exchange
+	gone     atomic.Bool            // the client watch saw the caller leave
+	watch    *time.Timer
+	armed    bool
+	deadline time.Time // of the current exchange (route timeout), zero: none
+	dl       time.Time // last deadline set on nc by setDeadline
+	bodyDone bool      // the current request's body was read to its end
+	linger   bool      // closing with a request body unread: let the reply arrive
+	done     chan struct{}
+}
+
+func (s *h1Server) newDownConn(c net.Conn, state *tls.ConnectionState) *downConn {
+	dc := &downConn{s: s, nc: c, state: state, bw: s.p.bufs.getWriter(c), done: make(chan struct{}, 1)}
+	dc.rd = connReader{rd: c, buf: s.p.bufs.getRead()}
+	dc.rd.onHeadWait = dc.onHeadWait
+	dc.req.contentLength, dc.res.contentLength = -1, -1
+	dc.watch = time.AfterFunc(time.Hour, dc.watchClient)
+	dc.watch.Stop()
+	return dc
+}
+
+func (s *h1Server) releaseDownConn(dc *downConn) {
+	dc.watch.Stop()
+	s.p.bufs.putRead(dc.rd.buf)
+	s.p.bufs.putWriter(dc.bw)
+	dc.rd.buf, dc.bw = nil, nil
+}
+
+// wakeIfIdle makes a connection waiting for its next request give up.
+func (dc *downConn) wakeIfIdle() {
+	if dc.idle.CompareAndSwap(idleStateIdle, idleStateWoken) {
+		_ = dc.nc.SetReadDeadline(aLongTimeAgo)
+	}
+}
+
+// serve runs the request loop. It returns handoff (with the bytes read but
+// not handled) when the rest of the connection belongs to the slow path.
+func (dc *downConn) serve() (pre []byte, handoff bool) {
+	s := dc.s
+	for first := true; ; first = false {
+		if !dc.awaitRequest(first) {
+			return nil, false
+		}
+		n, err := dc.rd.readHead(s.mh, s.mh)
+		if err != nil {
+			dc.protocolError(err)
+			return nil, false
+		}
+		head := dc.rd.buf[dc.rd.r : dc.rd.r+n]
+		if first && dc.state == nil && bytes.Equal(head, h2Preface) {
+			return bytes.Clone(dc.rd.buffered()), true
+		}
+		if err := parseRequestHead(head, &dc.req); err != nil {
+			dc.protocolError(err)
+			return nil, false
+		}
+		if needsSlowPath(&dc.req) {
+			return bytes.Clone(dc.rd.buffered()), true
+		}
+		keep, slow := dc.handle(n)
+		if slow {
+			return bytes.Clone(dc.rd.buffered()), true
+		}
+		if !keep {
+			return nil, false
+		}
+	}
+}
+
+// awaitRequest waits, as an idle connection that shutdown may wake, for
+// the first bytes of the next request: up to idleTimeout on a kept-alive
+// connection, readHeaderTimeout for the first request.
+func (dc *downConn) awaitRequest(first bool) bool {
+	if dc.rd.r != dc.rd.w {
+		dc.setDeadline(time.Now().Add(readHeaderTimeout)) // pipelined
+		return true
+	}
+	dc.idle.Store(idleStateIdle)
+	if dc.s.draining.Load() {
+		return false
+	}
+	if first {
+		dc.setDeadline(time.Now().Add(readHeaderTimeout))
+	} else {
+		// Also bounds the head if it arrives whole, and a local reply;
+		// onHeadWait tightens it for a head that arrives in pieces.
+		dc.setDeadline(time.Now().Add(idleTimeout))
+	}
+	err := dc.rd.fill()
+	return dc.idle.CompareAndSwap(idleStateIdle, idleStateActive) && err == nil
+}
+
+// onHeadWait gives the rest of a partly received head readHeaderTimeout.
+func (dc *downConn) onHeadWait() { dc.setDeadline(time.Now().Add(readHeaderTimeout)) }
+
+// setDeadline sets the connection's read and write deadline, skipping the
+// runtime timer update when it is unchanged (e.g. zero, no route timeout).
+func (dc *downConn) setDeadline(t time.Time) {
+	if t.Equal(dc.dl) {
+		return
+	}
+	dc.dl = t
+	_ = dc.nc.SetDeadline(t)
+}
+
+// lingerClose ends a connection whose caller may still be sending a body
+// the proxy did not read: closing at once could reset the connection before
+// the caller reads the reply. It half-closes, then reads and discards for a
+// short while (like net/http's closeWriteAndWait).
+func (dc *downConn) lingerClose() {
+	if cw, ok := dc.nc.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+	_ = dc.nc.SetReadDeadline(time.Now().Add(lingerTimeout))
+	for total := 0; total < lingerMaxBytes; {
+		n, err := dc.nc.Read(dc.rd.buf)
+		total += n
+		if err != nil {
+			return
+		}
+	}
+}
+
+// needsSlowPath: upgrades, HTTP/1.0 and targets that are not origin-form.
+func needsSlowPath(h *msgHead) bool {
+	return h.upgrade || !h.http11 || len(h.target) == 0 || h.target[0] != '/'
+}
+
+// handle routes one request whose head (n bytes) is buffered and forwards
+// it. keep: the connection can serve another request. slow: nothing was
+// done and the request belongs to the slow path.
+func (dc *downConn) handle(n int) (keep, slow bool) {
+	s := dc.s
+	req := &dc.req
+	hasBody := req.chunked || req.contentLength > 0
+	cfg := s.p.cfg.Load()
+	lc := cfg.listeners[s.name]
+	if lc == nil || lc.kind != kindHTTP {
+		return dc.localReply(n, http.StatusServiceUnavailable, reasonListenerDraining, true), false
+	}
+	path, ok := decodePath(req.path, &dc.path)
+	if !ok {
+		return dc.localReply(n, http.StatusBadRequest, "", true), false
+	}
+	table := lc.inlineRoutes
+	if table == nil {
+		table = cfg.routes[lc.rdsName]
+	}
+	var rt *route
+	var c *cluster
+	if table != nil {
+		if rt = table.match(path, req); rt != nil {
+			if c = cfg.clusters[rt.clusterName()]; c != nil && c.http2 {
+				return false, true
+			}
+		}
+	}
+	lc.stats.requests.Add(1)
+	if rt == nil {
+		lc.stats.response(http.StatusNotFound)
+		return dc.localReply(n, http.StatusNotFound, reasonRouteNotFound, hasBody), false
+	}
+	if c == nil {
+		lc.stats.response(http.StatusServiceUnavailable)
+		return dc.localReply(n, http.StatusServiceUnavailable, reasonClusterNotFound, hasBody), false
+	}
+	if lc.tls != nil {
+		if code, reason := dc.sanitizeInbound(lc); code != 0 {
+			lc.stats.response(code)
+			return dc.localReply(n, code, reason, hasBody), false
+		}
+	}
+	c.stats.requests.Add(1)
+	ep, ok := c.pick()
+	if !ok {
+		lc.stats.response(http.StatusServiceUnavailable)
+		c.stats.response(http.StatusServiceUnavailable)
+		return dc.localReply(n, http.StatusServiceUnavailable, reasonNoHealthy, hasBody), false
+	}
+	return dc.forward(lc, c, ep, rt.timeout, n), false
+}
+
+// sanitizeInbound drops client-sent identity headers and prepares the XFCC
+// line. A non-zero code is a local reply.
+func (dc *downConn) sanitizeInbound(lc *listenerConfig) (int, string) {
+	for i := range dc.req.fields {
+		f := &dc.req.fields[i]
+		if equalFold(f.name, headerXFCC) || (len(f.name) > 10 && hasPrefixFold(f.name, "X-Trellis-")) {
+			f.drop = true
+		}
+	}
+	if !lc.setXFCC {
+		dc.xfccOwn, dc.xfcc = "", nil
+		return 0, ""
+	}
+	if dc.peer == "" {
+		peer, err := tlsutil.PeerID(dc.state)
+		if err != nil {
+			return http.StatusForbidden, reasonIdentity
+		}
+		dc.peer = peer.String()
+	}
+	own, err := dc.s.p.ownID.get(dc.s.p.id)
+	if err != nil {
+		dc.s.p.log.Error("own identity unavailable", "error", err)
+		return http.StatusServiceUnavailable, reasonIdentity
+	}
+	if own != dc.xfccOwn || dc.xfcc == nil {
+		dc.xfccOwn = own
+		dc.xfcc = []byte(headerXFCC + ": By=" + own + ";URI=" + dc.peer + "\r\n")
+	}
+	return 0, ""
+}
+
+// protocolError answers a request the parser refused, then the connection
+// closes. Timeouts and closed connections get no answer.
+func (dc *downConn) protocolError(err error) {
+	var he *h1Error
+	if !errors.As(err, &he) {
+		return
+	}
+	dc.s.p.log.Debug("bad request", "listener", dc.s.name, "error", err)
+	dc.linger = true
+	dc.writeReply(he.code, "", true)
+	_ = dc.bw.Flush()
+}
+
+// localReply answers a request (head of n bytes) from the proxy itself.
+// close: the connection closes after it (e.g. the body was not read).
+func (dc *downConn) localReply(n, code int, reason string, close bool) bool {
+	dc.linger = close
+	close = close || dc.req.close || dc.s.draining.Load()
+	dc.rd.r += n
+	dc.writeReply(code, reason, close)
+	return dc.bw.Flush() == nil && !close
+}
+
+func (dc *downConn) writeReply(code int, reason string, close bool) {
+	bw := dc.bw
+	text := http.StatusText(code)
+	body := reason
+	if body == "" {
+		body = text
+	}
+	b := append(bw.AvailableBuffer(), "HTTP/1.1 "...)
+	b = strconv.AppendInt(b, int64(code), 10)
+	b = append(b, ' ')
+	b = append(b, text...)
+	b = append(b, "\r\nContent-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\n"...)
+	if reason != "" {
+		b = append(b, headerReason+": "...)
+		b = append(b, reason...)
+		b = append(b, "\r\n"...)
+	}
+	if close {
+		b = append(b, "Connection: close\r\n"...)
+	}
+	b = append(b, "Content-Length: "...)
+	b = strconv.AppendInt(b, int64(len(body)+1), 10)
+	b = append(b, "\r\n\r\n"...)
+	b = append(b, body...)
+	b = append(b, '\n')
+	_, _ = bw.Write(b)
+}
