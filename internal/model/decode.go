@@ -242,6 +242,7 @@ func decodeDocument(js []byte) (Object, []*FieldError) {
 			apiVersion, kind, strings.Join(apiVersions(kind), ", "))}}
 	}
 	obj := newObject(kind)
+	dropServerSetFields(kind, m)
 	var perrs []pathError
 	walk(raw, reflect.TypeOf(obj).Elem(), "", &perrs)
 	if md, ok := m["metadata"].(map[string]any); ok {
