@@ -33,8 +33,7 @@ type h1Server struct {
 	slowDone chan struct{}
 
 	draining atomic.Bool
-	mu       sync.Mutex
-	conns    map[*downConn]struct{} // nil once shut down
+	conns    connSet[*downConn]
 	wg       sync.WaitGroup
 }
 
@@ -44,7 +43,6 @@ func (p *Proxy) newH1Server(lc *listenerConfig, ln net.Listener) *h1Server {
 		slow:     p.newHTTPServer(lc, true),
 		handoff:  newHandoffListener(ln.Addr()),
 		slowDone: make(chan struct{}),
-		conns:    map[*downConn]struct{}{},
 	}
 	s.ctx, s.cancel = context.WithCancel(p.ctx)
 	if lc.maxHeaderKB > 0 && int(lc.maxHeaderKB)<<10 < s.mh {
@@ -120,7 +118,7 @@ func (s *h1Server) handle(c net.Conn) {
 		}
 	}
 	dc := s.newDownConn(c, state)
-	if !s.track(dc, true) {
+	if !s.conns.add(dc) {
 		s.releaseDownConn(dc)
 		return
 	}
@@ -128,27 +126,12 @@ func (s *h1Server) handle(c net.Conn) {
 	if dc.linger && !handoff {
 		dc.lingerClose()
 	}
-	s.track(dc, false)
+	s.conns.remove(dc)
 	if handoff {
 		_ = c.SetDeadline(time.Time{}) // net/http sets its own; an upgrade may last
 		handedOff = s.handoff.push(&prefixConn{Conn: c, pre: pre, tlsState: state})
 	}
 	s.releaseDownConn(dc)
-}
-
-// track adds or removes a connection; adding fails after shutdown began.
-func (s *h1Server) track(dc *downConn, add bool) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !add {
-		delete(s.conns, dc)
-		return true
-	}
-	if s.conns == nil {
-		return false
-	}
-	s.conns[dc] = struct{}{}
-	return true
 }
 
 // shutdown stops accepting, wakes idle keep-alive connections so they close,
@@ -157,11 +140,7 @@ func (s *h1Server) track(dc *downConn, add bool) bool {
 func (s *h1Server) shutdown(ctx context.Context) {
 	_ = s.ln.Close()
 	s.draining.Store(true)
-	s.mu.Lock()
-	for dc := range s.conns {
-		dc.wakeIfIdle()
-	}
-	s.mu.Unlock()
+	s.conns.each((*downConn).wakeIfIdle)
 	done := make(chan struct{})
 	go func() {
 		s.wg.Wait()
@@ -175,15 +154,12 @@ func (s *h1Server) shutdown(ctx context.Context) {
 	case <-ctx.Done():
 	}
 	s.cancel() // handshakes in progress
-	s.mu.Lock()
-	for dc := range s.conns {
+	s.conns.close(func(dc *downConn) {
 		_ = dc.nc.Close()
 		if uc := dc.cur.Load(); uc != nil {
 			_ = uc.nc.Close()
 		}
-	}
-	s.conns = nil
-	s.mu.Unlock()
+	})
 	<-done
 	_ = s.slow.Close() // connections handed off while shutting down
 	<-s.slowDone

@@ -25,13 +25,12 @@ type tcpServer struct {
 	tls  *tls.Config // nil: plaintext downstream
 	ln   net.Listener
 
-	mu    sync.Mutex
-	conns map[net.Conn]struct{}
+	conns connSet[net.Conn]
 	wg    sync.WaitGroup
 }
 
 func newTCPServer(p *Proxy, lc *listenerConfig, ln net.Listener) *tcpServer {
-	s := &tcpServer{p: p, name: lc.name, ln: ln, conns: map[net.Conn]struct{}{}}
+	s := &tcpServer{p: p, name: lc.name, ln: ln}
 	if lc.tls != nil {
 		s.tls = tlsutil.ServerConfig(p.id, lc.tls.alpn)
 	}
@@ -52,32 +51,17 @@ func (s *tcpServer) serve() error {
 			return err
 		}
 		delay = 0
-		if !s.track(c, true) {
+		if !s.conns.add(c) {
 			_ = c.Close()
 			continue
 		}
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			defer s.track(c, false)
+			defer s.conns.remove(c)
 			s.handle(c)
 		}()
 	}
-}
-
-// track adds or removes a downstream conn; adding fails after shutdown began.
-func (s *tcpServer) track(c net.Conn, add bool) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !add {
-		delete(s.conns, c)
-		return true
-	}
-	if s.conns == nil {
-		return false
-	}
-	s.conns[c] = struct{}{}
-	return true
 }
 
 func (s *tcpServer) shutdown(ctx context.Context) {
@@ -91,12 +75,7 @@ func (s *tcpServer) shutdown(ctx context.Context) {
 	case <-done:
 	case <-ctx.Done():
 	}
-	s.mu.Lock()
-	for c := range s.conns {
-		_ = c.Close()
-	}
-	s.conns = nil
-	s.mu.Unlock()
+	s.conns.close(func(c net.Conn) { _ = c.Close() })
 	<-done
 }
 
