@@ -95,16 +95,7 @@ func testControlPlaneRestart(t *testing.T, m *mesh) {
 	defer deleteConfig(t, m, "virtualservice", "reviews")
 	reviews := "http://" + m.workload("productpage-v1").Upstreams["reviews"] + "/whoami"
 	eventually(t, 5*time.Second, "the post-restart VirtualService applies", func() error {
-		for range 20 {
-			w, err := getWhoami(reviews)
-			if err != nil {
-				return err
-			}
-			if w.Version != "v2" {
-				return errString("answered by " + w.Version)
-			}
-		}
-		return nil
+		return allAnsweredBy(reviews, "v2", 20)
 	})
 }
 
@@ -150,15 +141,6 @@ func testApplyOrder(t *testing.T, m *mesh) {
 		t.Errorf("warning after the DestinationRule completed the config: %q", stderr)
 	}
 	eventually(t, 5*time.Second, "v2 answers once the DestinationRule exists", func() error {
-		for range 10 {
-			w, err := getWhoami(reviews)
-			if err != nil {
-				return err
-			}
-			if w.Version != "v2" {
-				return errString("answered by " + w.Version)
-			}
-		}
-		return nil
+		return allAnsweredBy(reviews, "v2", 10)
 	})
 }

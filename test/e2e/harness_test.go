@@ -294,6 +294,21 @@ func getWhoami(url string) (whoami, error) {
 	return w, nil
 }
 
+// allAnsweredBy sends n requests to a /whoami URL and fails on the first
+// answer not from version.
+func allAnsweredBy(url, version string, n int) error {
+	for range n {
+		w, err := getWhoami(url)
+		if err != nil {
+			return err
+		}
+		if w.Version != version {
+			return errString("answered by " + w.Version + ", want " + version)
+		}
+	}
+	return nil
+}
+
 func writeFile(t testing.TB, name, content string) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), name)
