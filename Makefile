@@ -21,13 +21,9 @@ e2e:
 	E2E_RACE=1 $(GO) test -count=1 -timeout 15m ./test/e2e/
 
 # Each native fuzz target for a few seconds; FUZZTIME=1m for a longer look.
-FUZZTIME ?= 5s
 fuzz:
-	@set -e; for spec in $$(grep -rl --include='*_test.go' '^func Fuzz' internal | xargs grep -h -o '^func Fuzz[A-Za-z0-9_]*' | sed 's/func //' | sort -u); do \
-	  pkg=$$(grep -rl --include='*_test.go' "^func $$spec(" internal | head -1 | xargs dirname); \
-	  echo "fuzz $$spec in ./$$pkg for $(FUZZTIME)"; \
-	  $(GO) test -run '^$$' -fuzz "^$$spec\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 200x ./$$pkg; \
-	done
+	FUZZTIME=$(FUZZTIME) GO=$(GO) scripts/fuzz.sh
+FUZZTIME ?= 5s
 
 bench:
 	bench/run.sh
