@@ -10,7 +10,9 @@
 // Apps: productpage, details, reviews, ratings (bookinfo, HTTP JSON/HTML),
 // grpc-echo (grpc-go's interop TestService, health and reflection, h2c), tcp-echo
 // (raw TCP with a greeting), bench-backend (a fixed small body, for bench/)
-// and idle (serves only /healthz and /whoami, for callers driven by tests).
+// httpbin (a subset of httpbin.org with a control API to make one instance
+// fail or slow down, for traffic-management tests) and idle (serves only
+// /healthz and /whoami, for callers driven by tests).
 package demoapp
 
 import (
@@ -97,6 +99,7 @@ var apps = map[string]app{
 	"grpc-echo":     runGRPCEcho,
 	"tcp-echo":      runTCPEcho,
 	"bench-backend": runBenchBackend,
+	"httpbin":       runHttpbin,
 	"idle":          runIdle,
 }
 
