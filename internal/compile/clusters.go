@@ -1,9 +1,12 @@
 package compile
 
 import (
+	"fmt"
+
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/trellis-mesh/trellis/internal/model"
@@ -65,22 +68,9 @@ func (ix *Index) buildClusters(t target) ([]builtCluster, error) {
 	out := make([]builtCluster, 0, len(all))
 	for _, s := range all {
 		name := ClusterName(t.port, s.name, t.svc.Name)
-		ts, err := upstreamTLS(p, sans)
+		cl, err := newCluster(name, p, sans, ix.clusterPolicy(t.svc, s.name, t.port))
 		if err != nil {
-			return nil, err
-		}
-		opts, err := http2Options(p)
-		if err != nil {
-			return nil, err
-		}
-		cl := &clusterv3.Cluster{
-			Name:                          name,
-			ClusterDiscoveryType:          &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
-			EdsClusterConfig:              &clusterv3.Cluster_EdsClusterConfig{EdsConfig: adsSource()},
-			ConnectTimeout:                duration(connectTimeout),
-			LbPolicy:                      clusterv3.Cluster_ROUND_ROBIN,
-			TransportSocket:               ts,
-			TypedExtensionProtocolOptions: opts,
+			return nil, fmt.Errorf("cluster %s: %w", name, err)
 		}
 		cla, err := ix.endpoints(name, t, s)
 		if err != nil {
@@ -89,6 +79,52 @@ func (ix *Index) buildClusters(t target) ([]builtCluster, error) {
 		out = append(out, builtCluster{cluster: cl, cla: cla})
 	}
 	return out, nil
+}
+
+// newCluster is an outbound EDS cluster speaking p, secured for sans, with
+// the DestinationRule policy in force for it: load balancing, connection
+// pool (circuit breakers, connect timeout, HTTP connection options, h2
+// upgrade), outlier detection and the retry budget.
+func newCluster(name string, p model.Protocol, sans []string, pol policy) (*clusterv3.Cluster, error) {
+	p = upstreamProtocol(p, pol.ConnectionPool)
+	ts, err := upstreamTLS(p, sans)
+	if err != nil {
+		return nil, err
+	}
+	opts, err := protocolOptions(p, pol.ConnectionPool)
+	if err != nil {
+		return nil, err
+	}
+	timeout, err := clusterConnectTimeout(pol.ConnectionPool)
+	if err != nil {
+		return nil, err
+	}
+	md, err := retryBudgetMetadata(pol.RetryBudget)
+	if err != nil {
+		return nil, err
+	}
+	cl := &clusterv3.Cluster{
+		Name:                          name,
+		ClusterDiscoveryType:          &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
+		EdsClusterConfig:              &clusterv3.Cluster_EdsClusterConfig{EdsConfig: adsSource()},
+		ConnectTimeout:                timeout,
+		TransportSocket:               ts,
+		TypedExtensionProtocolOptions: opts,
+		CircuitBreakers:               circuitBreakers(pol.ConnectionPool),
+		Metadata:                      md,
+	}
+	applyLoadBalancer(cl, pol.LoadBalancer)
+	if err := applyOutlierDetection(cl, pol.OutlierDetection); err != nil {
+		return nil, err
+	}
+	if cl.CommonLbConfig == nil {
+		// Envoy's default panic threshold (50%) would send traffic to endpoints
+		// the control plane marked UNHEALTHY once half of them are; Trellis
+		// never does (Istio sets 0 as well, through outlier detection's
+		// minHealthPercent default).
+		cl.CommonLbConfig = &clusterv3.Cluster_CommonLbConfig{HealthyPanicThreshold: &typev3.Percent{Value: 0}}
+	}
+	return cl, nil
 }
 
 // endpoints lists the inbound addresses of the service's workloads that

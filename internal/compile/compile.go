@@ -2,11 +2,13 @@
 // It is a pure function: no I/O, no clock, deterministic output. What each
 // resource contains is fixed by the "xDS contract" of ARCHITECTURE.md.
 //
-//	Input (workloads, VirtualServices, DestinationRules)
-//	   │ NewIndex: services → workloads, host → VirtualService, host → DestinationRules
+//	Input (workloads, VirtualServices, DestinationRules, front ends, rate limits)
+//	   │ NewIndex: services → workloads, host → VirtualService (Istio's, else
+//	   │ converted from a TrafficSplit, ServiceProfile or HTTPRoute),
+//	   │ host → DestinationRules, service → RateLimits, EnvoyFilter limits
 //	   ▼
 //	Proxy(in, "reviews-v1")
-//	   ├─ inbound.go   inbound|<port>                      listener + STATIC cluster
+//	   ├─ inbound.go   inbound|<port>                      listener + STATIC cluster (+ ratelimit.go)
 //	   ├─ outbound.go  outbound|<port>|<service>           listener per upstream
 //	   ├─ routes.go    outbound|<port>|<service>           RouteConfiguration (VirtualService http[])
 //	   └─ clusters.go  outbound|<port>|<subset>|<service>  EDS clusters + ClusterLoadAssignments
@@ -27,6 +29,39 @@ type Input struct {
 	Workloads        []*model.Workload // registered workloads, with Status (Healthy) filled by the control plane
 	VirtualServices  []*model.VirtualService
 	DestinationRules []*model.DestinationRule
+	// Front ends, converted by NewIndex into VirtualServices and
+	// DestinationRules (model.FrontEnds.Convert), and local rate limits.
+	TrafficSplits   []*model.TrafficSplit
+	ServiceProfiles []*model.ServiceProfile
+	HTTPRoutes      []*model.GatewayHTTPRoute
+	RateLimits      []*model.RateLimit
+	EnvoyFilters    []*model.EnvoyFilter
+}
+
+// Add puts obj into the slice of its kind; it reports false for a kind
+// compile does not read (Mesh).
+func (in *Input) Add(obj model.Object) bool {
+	switch o := obj.(type) {
+	case *model.Workload:
+		in.Workloads = append(in.Workloads, o)
+	case *model.VirtualService:
+		in.VirtualServices = append(in.VirtualServices, o)
+	case *model.DestinationRule:
+		in.DestinationRules = append(in.DestinationRules, o)
+	case *model.TrafficSplit:
+		in.TrafficSplits = append(in.TrafficSplits, o)
+	case *model.ServiceProfile:
+		in.ServiceProfiles = append(in.ServiceProfiles, o)
+	case *model.GatewayHTTPRoute:
+		in.HTTPRoutes = append(in.HTTPRoutes, o)
+	case *model.RateLimit:
+		in.RateLimits = append(in.RateLimits, o)
+	case *model.EnvoyFilter:
+		in.EnvoyFilters = append(in.EnvoyFilters, o)
+	default:
+		return false
+	}
+	return true
 }
 
 // defaultPort and defaultProtocol are used for a service nobody serves yet.
@@ -49,8 +84,10 @@ type Index struct {
 	trustDomain string
 	byName      map[string]*model.Workload // workloads of the default namespace
 	byService   map[model.ServiceRef][]*model.Workload
-	vsByHost    map[model.ServiceRef]*model.VirtualService    // the first, by namespace/name, naming the host
-	drByHost    map[model.ServiceRef][]*model.DestinationRule // by namespace/name
+	vsByHost    map[model.ServiceRef]*model.VirtualService    // the first, by namespace/name, naming the host; else a converted one
+	drByHost    map[model.ServiceRef][]*model.DestinationRule // by namespace/name, then converted ones
+	rateLimits  map[model.ServiceRef][]*model.RateLimit       // valid ones, by namespace/name
+	filterRLs   []envoyFilterLimits                           // EnvoyFilters' rate limits, in precedence order
 }
 
 // NewIndex arranges in for lookups.
@@ -106,6 +143,8 @@ func NewIndex(in *Input) *Index {
 		ref := model.ResolveHost(d.Spec.Host, d.NamespaceOrDefault())
 		ix.drByHost[ref] = append(ix.drByHost[ref], d)
 	}
+	ix.addFrontEnds(in)  // frontends.go
+	ix.addRateLimits(in) // ratelimit.go
 	return ix
 }
 
@@ -214,7 +253,7 @@ func (ix *Index) Compile(workload string) (*resources.Set, []model.ServiceRef, e
 	if self == nil {
 		return nil, nil, fmt.Errorf("compile %s: workload not registered", workload)
 	}
-	c := &compiler{ix: ix, set: resources.NewSet(), deps: map[model.ServiceRef]bool{}}
+	c := &compiler{ix: ix, self: self, set: resources.NewSet(), deps: map[model.ServiceRef]bool{}}
 	for _, p := range self.Spec.Ports {
 		if err := c.inbound(p); err != nil {
 			return nil, nil, fmt.Errorf("compile %s: inbound port %d: %w", workload, p.Port, err)
@@ -243,6 +282,7 @@ func (ix *Index) Compile(workload string) (*resources.Set, []model.ServiceRef, e
 // compiler accumulates the resources of one proxy.
 type compiler struct {
 	ix   *Index
+	self *model.Workload // the proxy's workload (sourceLabels, sourceNamespace)
 	set  *resources.Set
 	deps map[model.ServiceRef]bool // services this proxy's configuration depends on
 }

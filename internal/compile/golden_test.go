@@ -40,6 +40,34 @@ var goldenCases = []struct {
 	{"tcp-server", []string{"tcp.yaml"}, "mongodb-0"},
 	{"grpc", []string{"grpc.yaml"}, "frontend-v1"},
 	{"grpc-server", []string{"grpc.yaml"}, "stars-v1"},
+	// Front ends and local rate limits (frontends.go, ratelimit.go).
+	{"rl-ratelimit", []string{"bookinfo.yaml", "rl-ratelimit.yaml"}, "ratings-v1"},
+	{"rl-envoyfilter", []string{"bookinfo.yaml", "rl-envoyfilter.yaml"}, "reviews-v2"},
+	{"ts-split", []string{"bookinfo.yaml", "ts-split.yaml"}, "productpage-v1"},
+	{"sp-profile", []string{"bookinfo.yaml", "sp-profile.yaml"}, "productpage-v1"},
+	{"gw-httproute", []string{"bookinfo.yaml", "gw-httproute.yaml"}, "productpage-v1"},
+	// VirtualService features (routes.go, route_*.go), one family per case.
+	{"vs-matches", []string{"vs-mesh.yaml", "vs-matches.yaml"}, "frontend-v1"},
+	{"vs-headers", []string{"vs-mesh.yaml", "vs-headers.yaml"}, "frontend-v1"},
+	{"vs-retries", []string{"vs-mesh.yaml", "vs-retries.yaml"}, "frontend-v1"},
+	{"vs-fault", []string{"vs-mesh.yaml", "vs-fault.yaml"}, "frontend-v1"},
+	{"vs-mirror", []string{"vs-mesh.yaml", "vs-mirror.yaml"}, "frontend-v1"},
+	{"vs-rewrite", []string{"vs-mesh.yaml", "vs-rewrite.yaml"}, "frontend-v1"},
+	{"vs-hash", []string{"vs-mesh.yaml", "vs-hash.yaml"}, "frontend-v1"},
+	{"vs-tcp", []string{"vs-mesh.yaml", "vs-tcp.yaml"}, "frontend-v1"},
+	{"vs-tcp-v2", []string{"vs-mesh.yaml", "vs-tcp.yaml"}, "frontend-v2"},
+	{"vs-source-v1", []string{"vs-mesh.yaml", "vs-source.yaml"}, "frontend-v1"},
+	{"vs-source-v2", []string{"vs-mesh.yaml", "vs-source.yaml"}, "frontend-v2"},
+	// DestinationRule policies (cluster_*.go).
+	{"dr-lb-simple", []string{"bookinfo.yaml", "dr-lb-simple.yaml"}, "productpage-v1"},
+	{"dr-ring-hash", []string{"bookinfo.yaml", "dr-ring-hash.yaml"}, "productpage-v1"},
+	{"dr-maglev", []string{"bookinfo.yaml", "dr-maglev.yaml"}, "productpage-v1"},
+	{"dr-connection-pool", []string{"bookinfo.yaml", "dr-connection-pool.yaml"}, "productpage-v1"},
+	{"dr-connection-pool-grpc", []string{"grpc.yaml", "dr-connection-pool-grpc.yaml"}, "frontend-v1"},
+	{"dr-connection-pool-tcp", []string{"tcp.yaml", "dr-connection-pool-tcp.yaml"}, "inventory-v1"},
+	{"dr-outlier", []string{"bookinfo.yaml", "dr-outlier.yaml"}, "productpage-v1"},
+	{"dr-subset-override", []string{"bookinfo.yaml", "dr-subset-override.yaml"}, "productpage-v1"},
+	{"dr-retry-budget", []string{"bookinfo.yaml", "dr-retry-budget.yaml"}, "productpage-v1"},
 }
 
 // loadInput decodes testdata files into an Input.
@@ -56,14 +84,7 @@ func loadInput(t *testing.T, files ...string) *Input {
 			t.Fatalf("decode %s: %v", f, err)
 		}
 		for _, o := range objs {
-			switch o := o.(type) {
-			case *model.Workload:
-				in.Workloads = append(in.Workloads, o)
-			case *model.VirtualService:
-				in.VirtualServices = append(in.VirtualServices, o)
-			case *model.DestinationRule:
-				in.DestinationRules = append(in.DestinationRules, o)
-			}
+			in.Add(o)
 		}
 	}
 	return in

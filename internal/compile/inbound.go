@@ -1,6 +1,8 @@
 package compile
 
 import (
+	"fmt"
+
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
@@ -14,6 +16,8 @@ import (
 
 // inbound adds the listener inbound|<port> (mTLS, at the port's inbound
 // address) and the STATIC cluster inbound|<port> (plaintext to the app).
+// An HTTP port under a local rate limit (ratelimit.go) gets the
+// local_ratelimit filter and its buckets.
 func (c *compiler) inbound(p model.WorkloadPort) error {
 	name := inboundName(p.Port)
 	addr, err := socketAddress(p.Inbound)
@@ -31,17 +35,19 @@ func (c *compiler) inbound(p model.WorkloadPort) error {
 		if err != nil {
 			return err
 		}
+		vh := &routev3.VirtualHost{Name: name, Domains: []string{"*"}, Routes: []*routev3.Route{prefixRoute(name)}}
+		if rl := c.ix.rateLimit(c.self, p.Port); rl != nil {
+			if filters, err = rateLimitedRoutes(vh, name, rl); err != nil {
+				return fmt.Errorf("rate limit: %w", err)
+			}
+		}
 		filterName = hcmFilter
 		filter = &hcmv3.HttpConnectionManager{
 			StatPrefix: name,
 			CodecType:  hcmv3.HttpConnectionManager_AUTO,
 			RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: &routev3.RouteConfiguration{
-				Name: name,
-				VirtualHosts: []*routev3.VirtualHost{{
-					Name:    name,
-					Domains: []string{"*"},
-					Routes:  []*routev3.Route{prefixRoute(name)},
-				}},
+				Name:         name,
+				VirtualHosts: []*routev3.VirtualHost{vh},
 			}},
 			HttpFilters:                 filters,
 			ForwardClientCertDetails:    hcmv3.HttpConnectionManager_SANITIZE_SET,

@@ -3,15 +3,14 @@ package compile
 import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
-	tcpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/trellis-mesh/trellis/internal/model"
 )
 
 // outbound adds what one upstream needs: the plaintext listener at u.Local,
-// its RouteConfiguration (HTTP), and the clusters and endpoints of every
-// service the routes reach.
+// its RouteConfiguration (HTTP) or tcp_proxy routes (TCP), and the clusters
+// and endpoints of every service the routes reach.
 func (c *compiler) outbound(svc model.ServiceRef, u model.Upstream) error {
 	port := u.Port
 	if port == 0 {
@@ -25,15 +24,17 @@ func (c *compiler) outbound(svc model.ServiceRef, u model.Upstream) error {
 	if err != nil {
 		return err
 	}
-	appProto := c.ix.protocol(svc, port)
 	targets := []target{{svc: svc, port: port}}
 	var filter proto.Message
 	var filterName string
-	if appProto.IsHTTP() {
-		rc, reached := c.routeConfig(name, svc, port)
-		c.set.Routes[name] = rc
-		targets = append(targets, reached...)
-		filters, err := routerFilters()
+	if c.ix.protocol(svc, port).IsHTTP() {
+		routes, err := c.routeConfig(name, svc, port)
+		if err != nil {
+			return err
+		}
+		c.set.Routes[name] = routes.config
+		targets = append(targets, routes.reached...)
+		filters, err := outboundHTTPFilters(routes.fault)
 		if err != nil {
 			return err
 		}
@@ -48,11 +49,12 @@ func (c *compiler) outbound(svc model.ServiceRef, u model.Upstream) error {
 			HttpFilters: filters,
 		}
 	} else {
-		filterName = tcpProxyFilter
-		filter = &tcpv3.TcpProxy{
-			StatPrefix:       name,
-			ClusterSpecifier: &tcpv3.TcpProxy_Cluster{Cluster: ClusterName(port, "", svc.Name)},
+		tp, reached, err := c.tcpProxy(name, svc, port)
+		if err != nil {
+			return err
 		}
+		targets = append(targets, reached...)
+		filterName, filter = tcpProxyFilter, tp
 	}
 	typed, err := toAny(filter)
 	if err != nil {
@@ -71,4 +73,18 @@ func (c *compiler) outbound(svc model.ServiceRef, u model.Upstream) error {
 		}
 	}
 	return nil
+}
+
+// outboundHTTPFilters is the HTTP filter chain of an outbound listener: the
+// fault filter when one of its routes injects faults, then the router.
+func outboundHTTPFilters(fault bool) ([]*hcmv3.HttpFilter, error) {
+	filters, err := routerFilters()
+	if err != nil || !fault {
+		return filters, err
+	}
+	f, err := faultHTTPFilter()
+	if err != nil {
+		return nil, err
+	}
+	return append([]*hcmv3.HttpFilter{f}, filters...), nil
 }

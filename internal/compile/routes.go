@@ -2,163 +2,173 @@ package compile
 
 import (
 	"fmt"
-	"sort"
+	"slices"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/trellis-mesh/trellis/internal/model"
 )
 
-// routeConfig builds the RouteConfiguration of an outbound HTTP listener and
-// returns the other service ports its routes reach. Without a
-// VirtualService everything goes to the whole service; with one, its http[]
-// rules apply in order and a request no rule matches gets a 404.
-func (c *compiler) routeConfig(name string, svc model.ServiceRef, port uint32) (*routev3.RouteConfiguration, []target) {
+const (
+	// meshGateway is the gateway name that binds a VirtualService (or one
+	// of its matches) to sidecars.
+	meshGateway = "mesh"
+	// defaultRouteName names the route of a service without VirtualService, as Istio does.
+	defaultRouteName = "default"
+)
+
+// httpRoutes is the RouteConfiguration of an outbound HTTP listener and
+// what the listener needs to know about it.
+type httpRoutes struct {
+	config  *routev3.RouteConfiguration
+	reached []target // service ports its routes and mirrors send to
+	fault   bool     // some route configures the fault filter
+}
+
+// routeConfig builds the RouteConfiguration of an outbound HTTP listener,
+// as Istio builds a sidecar's. Without a VirtualService (or when none of its
+// http[] rules applies to this proxy and port) everything goes to the whole
+// service on the default route; with one, its rules apply in order, one
+// route per match, and a request no route matches gets a 404. A rule's
+// match applies only when its port (if set) is this port, and its
+// sourceLabels and sourceNamespace (or, when it names gateways, "mesh")
+// select this proxy.
+func (c *compiler) routeConfig(name string, svc model.ServiceRef, port uint32) (httpRoutes, error) {
 	vh := &routev3.VirtualHost{Name: name, Domains: []string{"*"}}
-	rc := &routev3.RouteConfiguration{Name: name, VirtualHosts: []*routev3.VirtualHost{vh}}
-	vs := c.ix.virtualService(svc)
-	if vs == nil {
-		vh.Routes = []*routev3.Route{prefixRoute(ClusterName(port, "", svc.Name))}
-		return rc, nil
+	out := httpRoutes{config: &routev3.RouteConfiguration{Name: name, VirtualHosts: []*routev3.VirtualHost{vh}}}
+	if vs := c.ix.virtualService(svc); vs != nil && appliesToSidecars(vs.Spec.Gateways) {
+		if err := c.virtualServiceRoutes(&out, vh, vs, svc, port); err != nil {
+			return out, fmt.Errorf("VirtualService %s: %w", vs.Key(), err)
+		}
 	}
-	var reached []target
-	for i, rule := range vs.Spec.HTTP {
-		if len(rule.Route) == 0 {
-			continue // redirect, directResponse, delegate: not implemented yet (Validate warns)
+	if len(vh.Routes) == 0 {
+		r, err := c.defaultRoute(svc, port)
+		if err != nil {
+			return out, err
 		}
-		action, targets := c.routeAction(vs, svc, port, rule)
-		reached = append(reached, targets...)
-		matches := rule.Match
+		vh.Routes = []*routev3.Route{r}
+	}
+	for _, r := range vh.Routes {
+		if dr := r.GetDirectResponse(); dr != nil && directResponseBodySize(dr) > envoyDirectResponseBodyLimit {
+			out.config.MaxDirectResponseBodySizeBytes = wrapperspb.UInt32(maxDirectResponseBody)
+		}
+	}
+	return out, nil
+}
+
+// virtualServiceRoutes adds the routes of vs's http[] rules that apply to
+// this proxy and port.
+func (c *compiler) virtualServiceRoutes(out *httpRoutes, vh *routev3.VirtualHost, vs *model.VirtualService, svc model.ServiceRef, port uint32) error {
+	for i := range vs.Spec.HTTP {
+		rule := &vs.Spec.HTTP[i]
+		if rule.Delegate != nil {
+			continue // not implemented (Validate warns)
+		}
+		matches := c.applicableMatches(rule.Match, port)
 		if len(matches) == 0 {
-			matches = []model.HTTPMatchRequest{{}}
+			continue
 		}
-		for j := range matches {
+		tmpl, reached, err := c.ruleRoute(vs, svc, port, rule)
+		if err != nil {
+			return fmt.Errorf("http[%d]: %w", i, err)
+		}
+		if tmpl == nil {
+			continue // an action Validate rejects
+		}
+		out.reached = append(out.reached, reached...)
+		if _, ok := tmpl.TypedPerFilterConfig[faultFilter]; ok {
+			out.fault = true
+		}
+		for _, j := range matches {
+			var m *model.HTTPMatchRequest
+			if j >= 0 {
+				m = &rule.Match[j]
+			}
 			vh.Routes = append(vh.Routes, &routev3.Route{
-				Name:   routeName(vs, i, j, rule.Name, matches[j].Name),
-				Match:  routeMatch(&matches[j]),
-				Action: &routev3.Route_Route{Route: action},
+				Name:                    routeName(vs, i, j, rule.Name, m),
+				Match:                   routeMatch(m),
+				Action:                  tmpl.Action,
+				RequestHeadersToAdd:     tmpl.RequestHeadersToAdd,
+				RequestHeadersToRemove:  tmpl.RequestHeadersToRemove,
+				ResponseHeadersToAdd:    tmpl.ResponseHeadersToAdd,
+				ResponseHeadersToRemove: tmpl.ResponseHeadersToRemove,
+				TypedPerFilterConfig:    tmpl.TypedPerFilterConfig,
 			})
 		}
 	}
-	return rc, reached
+	return nil
 }
 
-// routeName names a generated route after its rule and match.
-func routeName(vs *model.VirtualService, i, j int, rule, match string) string {
-	n := fmt.Sprintf("%s.http[%d].match[%d]", vs.Key().Name, i, j)
+// applicableMatches returns the indexes of the matches that apply to this
+// proxy and port; [-1] for a rule without matches (it matches everything).
+func (c *compiler) applicableMatches(matches []model.HTTPMatchRequest, port uint32) []int {
+	if len(matches) == 0 {
+		return []int{-1}
+	}
+	var out []int
+	for j := range matches {
+		if c.httpMatchApplies(&matches[j], port) {
+			out = append(out, j)
+		}
+	}
+	return out
+}
+
+// httpMatchApplies decides the compile-time part of a match as Istio's
+// translateRoute and sourceMatchHTTP do: the port, then either the gateways
+// (when set, only "mesh" selects sidecars) or the source labels and namespace.
+func (c *compiler) httpMatchApplies(m *model.HTTPMatchRequest, port uint32) bool {
+	if m.Port != 0 && m.Port != port {
+		return false
+	}
+	if len(m.Gateways) > 0 {
+		return slices.Contains(m.Gateways, meshGateway)
+	}
+	return c.fromSource(m.SourceLabels, m.SourceNamespace)
+}
+
+// fromSource reports whether this proxy's workload carries the labels and
+// is in the namespace (when set).
+func (c *compiler) fromSource(labels map[string]string, namespace string) bool {
+	return hasLabels(c.self.Spec.Labels, labels) && (namespace == "" || namespace == c.self.NamespaceOrDefault())
+}
+
+// appliesToSidecars reports whether a VirtualService bound to gateways
+// applies to sidecars: with no gateways, or with "mesh" among them.
+func appliesToSidecars(gateways []string) bool {
+	return len(gateways) == 0 || slices.Contains(gateways, meshGateway)
+}
+
+// routeName names a generated route after its rule and match; j is -1 for
+// a rule without matches.
+func routeName(vs *model.VirtualService, i, j int, rule string, m *model.HTTPMatchRequest) string {
+	n := fmt.Sprintf("%s.http[%d]", vs.Key().Name, i)
+	if j >= 0 {
+		n += fmt.Sprintf(".match[%d]", j)
+	}
 	if rule != "" {
 		n += " " + rule
 	}
-	if match != "" {
-		n += " " + match
+	if m != nil && m.Name != "" {
+		n += " " + m.Name
 	}
 	return n
 }
 
-// routeAction turns a rule's destinations into a cluster or weighted clusters.
-func (c *compiler) routeAction(vs *model.VirtualService, svc model.ServiceRef, port uint32, rule model.HTTPRoute) (*routev3.RouteAction, []target) {
-	type weighted struct {
-		cluster string
-		weight  uint32
+// defaultRoute sends everything to the whole service, with Istio's default
+// retry policy, no timeout, and the hash policy of the service's
+// DestinationRule, as Istio's BuildDefaultHTTPOutboundRoute does.
+func (c *compiler) defaultRoute(svc model.ServiceRef, port uint32) (*routev3.Route, error) {
+	rp, err := retryPolicy(nil, false)
+	if err != nil {
+		return nil, err
 	}
-	var dests []weighted
-	var reached []target
-	for _, d := range rule.Route {
-		t := model.ResolveHost(d.Destination.Host, vs.NamespaceOrDefault())
-		p := port
-		switch {
-		case d.Destination.Port != nil && d.Destination.Port.Number != 0:
-			p = d.Destination.Port.Number
-		case t != svc:
-			p = c.ix.firstPort(t)
-		}
-		if t != svc || p != port {
-			reached = append(reached, target{svc: t, port: p})
-		}
-		w := uint32(0)
-		if d.Weight > 0 {
-			w = uint32(d.Weight)
-		}
-		dests = append(dests, weighted{cluster: ClusterName(p, d.Destination.Subset, t.Name), weight: w})
+	action := &routev3.RouteAction{
+		ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: ClusterName(port, "", svc.Name)},
+		Timeout:          duration(0),
+		RetryPolicy:      rp,
+		HashPolicy:       appendHashPolicy(nil, c.ix.hashPolicy(target{svc: svc, port: port}, "")),
 	}
-	action := &routev3.RouteAction{}
-	if rule.Timeout != "" {
-		if d, err := model.ParseDuration(rule.Timeout); err == nil {
-			action.Timeout = duration(d)
-		}
-	}
-	var live []weighted
-	for _, d := range dests {
-		if d.weight > 0 {
-			live = append(live, d)
-		}
-	}
-	if len(live) <= 1 {
-		pick := dests[0]
-		if len(live) == 1 {
-			pick = live[0]
-		}
-		action.ClusterSpecifier = &routev3.RouteAction_Cluster{Cluster: pick.cluster}
-		return action, reached
-	}
-	wc := &routev3.WeightedCluster{}
-	for _, d := range live {
-		wc.Clusters = append(wc.Clusters, &routev3.WeightedCluster_ClusterWeight{Name: d.cluster, Weight: wrapperspb.UInt32(d.weight)})
-	}
-	action.ClusterSpecifier = &routev3.RouteAction_WeightedClusters{WeightedClusters: wc}
-	return action, reached
-}
-
-// routeMatch turns one HTTPMatchRequest into an Envoy match: uri → path,
-// prefix or safe_regex; headers → header matchers; ignoreUriCase →
-// case_sensitive false.
-func routeMatch(m *model.HTTPMatchRequest) *routev3.RouteMatch {
-	rm := &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}}
-	if u := m.URI; u != nil {
-		switch {
-		case u.Exact != "":
-			rm.PathSpecifier = &routev3.RouteMatch_Path{Path: u.Exact}
-		case u.Prefix != "":
-			rm.PathSpecifier = &routev3.RouteMatch_Prefix{Prefix: u.Prefix}
-		case u.Regex != "":
-			rm.PathSpecifier = &routev3.RouteMatch_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: u.Regex}}
-		}
-	}
-	if m.IgnoreURICase {
-		rm.CaseSensitive = wrapperspb.Bool(false)
-	}
-	names := make([]string, 0, len(m.Headers))
-	for k := range m.Headers {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	for _, k := range names {
-		rm.Headers = append(rm.Headers, headerMatcher(k, m.Headers[k]))
-	}
-	return rm
-}
-
-func headerMatcher(name string, sm model.StringMatch) *routev3.HeaderMatcher {
-	hm := &routev3.HeaderMatcher{Name: name}
-	var s *matcherv3.StringMatcher
-	switch {
-	case sm.Exact != "":
-		s = exactMatcher(sm.Exact)
-	case sm.Prefix != "":
-		s = &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: sm.Prefix}}
-	case sm.Regex != "":
-		s = &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: sm.Regex}}}
-	}
-	if s == nil {
-		hm.HeaderMatchSpecifier = &routev3.HeaderMatcher_PresentMatch{PresentMatch: true}
-	} else {
-		hm.HeaderMatchSpecifier = &routev3.HeaderMatcher_StringMatch{StringMatch: s}
-	}
-	return hm
-}
-
-func exactMatcher(s string) *matcherv3.StringMatcher {
-	return &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: s}}
+	return &routev3.Route{Name: defaultRouteName, Match: routeMatch(nil), Action: &routev3.Route_Route{Route: action}}, nil
 }

@@ -49,17 +49,34 @@ func writeError(w http.ResponseWriter, code int, err error) {
 
 // applyableKinds are the kinds `trellis apply` stores.
 var applyableKinds = map[string]bool{
-	model.KindVirtualService:  true,
-	model.KindDestinationRule: true,
+	model.KindVirtualService:   true,
+	model.KindDestinationRule:  true,
+	model.KindTrafficSplit:     true,
+	model.KindServiceProfile:   true,
+	model.KindGatewayHTTPRoute: true,
+	model.KindRateLimit:        true,
+	model.KindEnvoyFilter:      true,
 }
 
-// canonicalKind maps the names users type (vs, virtualservices, VirtualService) to a kind.
+// canonicalKind maps the names users type (vs, virtualservices,
+// VirtualService: the kind, its plural and the short names of the upstream
+// CRDs) to a kind.
 func canonicalKind(s string) (string, bool) {
 	switch strings.ToLower(s) {
 	case "virtualservice", "virtualservices", "vs":
 		return model.KindVirtualService, true
 	case "destinationrule", "destinationrules", "dr":
 		return model.KindDestinationRule, true
+	case "trafficsplit", "trafficsplits", "ts":
+		return model.KindTrafficSplit, true
+	case "serviceprofile", "serviceprofiles", "sp":
+		return model.KindServiceProfile, true
+	case "httproute", "httproutes":
+		return model.KindGatewayHTTPRoute, true
+	case "ratelimit", "ratelimits", "rl":
+		return model.KindRateLimit, true
+	case "envoyfilter", "envoyfilters":
+		return model.KindEnvoyFilter, true
 	case "workload", "workloads":
 		return model.KindWorkload, true
 	}

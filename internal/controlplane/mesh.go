@@ -12,10 +12,11 @@ import (
 )
 
 // meshModel is the control plane's in-memory copy of what compile reads:
-// workloads (with their health), VirtualServices and DestinationRules. It
-// is fed by store watch events, each decoded once, and says which services
-// and workloads a change touches, so only the proxies that depend on them
-// are recompiled. It is owned by the reconcile loop: not safe for
+// workloads (with their health), VirtualServices, DestinationRules, the
+// front ends converted into them (TrafficSplit, ServiceProfile, HTTPRoute)
+// and the local rate limits (RateLimit, EnvoyFilter). It is fed by store
+// watch events, each decoded once, and says which services and workloads a
+// change touches, so only the proxies that depend on them are recompiled. It is owned by the reconcile loop: not safe for
 // concurrent use.
 type meshModel struct {
 	logger    *slog.Logger
@@ -31,7 +32,7 @@ type workloadEntry struct {
 	w    *model.Workload // Status: as last compiled
 }
 
-// configEntry is one VirtualService or DestinationRule.
+// configEntry is one routing, policy or rate limit object.
 type configEntry struct {
 	rev   uint64
 	data  []byte
@@ -62,9 +63,14 @@ func newMeshModel(logger *slog.Logger) *meshModel {
 // watchedKinds are the kinds the model holds; other store changes (tokens,
 // the CA, mesh info) do not touch any proxy.
 var watchedKinds = map[string]bool{
-	model.KindWorkload:        true,
-	model.KindVirtualService:  true,
-	model.KindDestinationRule: true,
+	model.KindWorkload:         true,
+	model.KindVirtualService:   true,
+	model.KindDestinationRule:  true,
+	model.KindTrafficSplit:     true,
+	model.KindServiceProfile:   true,
+	model.KindGatewayHTTPRoute: true,
+	model.KindRateLimit:        true,
+	model.KindEnvoyFilter:      true,
 }
 
 // relist replaces the model with the store's contents and marks everything changed.
@@ -110,6 +116,7 @@ func (m *meshModel) apply(ev store.Event, cs *changeSet) {
 		if old != nil {
 			delete(m.configs, k)
 			markAll(cs.services, old.hosts)
+			m.markServers(old.obj, cs)
 		}
 		return
 	}
@@ -125,8 +132,31 @@ func (m *meshModel) apply(ev store.Event, cs *changeSet) {
 	e := &configEntry{rev: rec.Revision, data: rec.Data, obj: obj, hosts: configHosts(obj)}
 	m.configs[k] = e
 	markAll(cs.services, e.hosts)
+	m.markServers(obj, cs)
 	if old != nil {
 		markAll(cs.services, old.hosts)
+		m.markServers(old.obj, cs)
+	}
+}
+
+// markServers marks the workloads whose own (inbound) configuration obj
+// shapes: a RateLimit's service's workloads, those an EnvoyFilter selects.
+// Their callers are not affected.
+func (m *meshModel) markServers(obj model.Object, cs *changeSet) {
+	var applies func(w *model.Workload) bool
+	switch o := obj.(type) {
+	case *model.RateLimit:
+		ref := model.ResolveHost(o.Spec.Service, o.NamespaceOrDefault())
+		applies = func(w *model.Workload) bool { return serviceOf(w) == ref }
+	case *model.EnvoyFilter:
+		applies = o.Selects
+	default:
+		return
+	}
+	for name, e := range m.workloads {
+		if applies(e.w) {
+			cs.proxies[name] = true
+		}
 	}
 }
 
@@ -185,12 +215,7 @@ func (m *meshModel) input(trustDomain string) *compile.Input {
 		in.Workloads = append(in.Workloads, e.w)
 	}
 	for _, e := range m.configs {
-		switch o := e.obj.(type) {
-		case *model.VirtualService:
-			in.VirtualServices = append(in.VirtualServices, o)
-		case *model.DestinationRule:
-			in.DestinationRules = append(in.DestinationRules, o)
-		}
+		in.Add(e.obj)
 	}
 	return in
 }
@@ -199,7 +224,11 @@ func serviceOf(w *model.Workload) model.ServiceRef {
 	return model.ServiceRef{Namespace: w.NamespaceOrDefault(), Name: w.Spec.Service}
 }
 
-// configHosts are the services a VirtualService or DestinationRule shapes.
+// configHosts are the services whose callers' configuration obj shapes:
+// the hosts a VirtualService routes or a DestinationRule configures, the
+// root service of a TrafficSplit, the service of a ServiceProfile, the
+// Services an HTTPRoute attaches to. Rate limits shape their servers'
+// inbound side only (markServers).
 func configHosts(obj model.Object) []model.ServiceRef {
 	switch o := obj.(type) {
 	case *model.VirtualService:
@@ -210,6 +239,12 @@ func configHosts(obj model.Object) []model.ServiceRef {
 		return out
 	case *model.DestinationRule:
 		return []model.ServiceRef{model.ResolveHost(o.Spec.Host, o.NamespaceOrDefault())}
+	case *model.TrafficSplit:
+		return []model.ServiceRef{model.ResolveHost(o.Spec.Service, o.NamespaceOrDefault())}
+	case *model.ServiceProfile:
+		return []model.ServiceRef{o.Service()}
+	case *model.GatewayHTTPRoute:
+		return o.Parents()
 	}
 	return nil
 }

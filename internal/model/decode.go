@@ -45,6 +45,16 @@ func newObject(kind string) Object {
 		return &VirtualService{}
 	case KindDestinationRule:
 		return &DestinationRule{}
+	case KindTrafficSplit:
+		return &TrafficSplit{}
+	case KindServiceProfile:
+		return &ServiceProfile{}
+	case KindGatewayHTTPRoute:
+		return &GatewayHTTPRoute{}
+	case KindRateLimit:
+		return &RateLimit{}
+	case KindEnvoyFilter:
+		return &EnvoyFilter{}
 	}
 	return nil
 }
@@ -52,10 +62,18 @@ func newObject(kind string) Object {
 // apiVersions returns the apiVersions accepted for kind.
 func apiVersions(kind string) []string {
 	switch kind {
-	case KindMesh, KindWorkload:
+	case KindMesh, KindWorkload, KindRateLimit:
 		return []string{APIVersionTrellis}
 	case KindVirtualService, KindDestinationRule:
 		return IstioNetworkingVersions
+	case KindEnvoyFilter:
+		return EnvoyFilterVersions
+	case KindTrafficSplit:
+		return TrafficSplitVersions
+	case KindServiceProfile:
+		return ServiceProfileVersions
+	case KindGatewayHTTPRoute:
+		return GatewayAPIVersions
 	}
 	return nil
 }
@@ -266,25 +284,26 @@ func decodeDocument(js []byte) (Object, []*FieldError) {
 	return obj, nil
 }
 
+// metaHolder is every kind: they embed ObjectMeta.
+type metaHolder interface{ objectMeta() *ObjectMeta }
+
+func (o *ObjectMeta) objectMeta() *ObjectMeta { return o }
+
 // setMeta stores metadata in obj (used to name a document in errors).
 func setMeta(obj Object, md ObjectMeta) {
-	switch o := obj.(type) {
-	case *Mesh:
-		o.ObjectMeta = md
-	case *Workload:
-		o.ObjectMeta = md
-	case *VirtualService:
-		o.ObjectMeta = md
-	case *DestinationRule:
-		o.ObjectMeta = md
+	if h, ok := obj.(metaHolder); ok {
+		*h.objectMeta() = md
 	}
 }
 
-// applyDefaults fills the defaults Decode promises.
+// applyDefaults fills the defaults Decode promises: the namespace of every
+// kind, and a Mesh's ports.
 func applyDefaults(obj Object) {
-	switch o := obj.(type) {
-	case *Mesh:
-		o.Namespace = o.NamespaceOrDefault()
+	if h, ok := obj.(metaHolder); ok {
+		m := h.objectMeta()
+		m.Namespace = m.NamespaceOrDefault()
+	}
+	if o, ok := obj.(*Mesh); ok {
 		for i := range o.Spec.Workloads {
 			p := &o.Spec.Workloads[i].Port
 			if p.Port == 0 {
@@ -294,11 +313,5 @@ func applyDefaults(obj Object) {
 				p.Protocol = ProtocolHTTP
 			}
 		}
-	case *Workload:
-		o.Namespace = o.NamespaceOrDefault()
-	case *VirtualService:
-		o.Namespace = o.NamespaceOrDefault()
-	case *DestinationRule:
-		o.Namespace = o.NamespaceOrDefault()
 	}
 }

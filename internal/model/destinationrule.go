@@ -43,6 +43,17 @@ type TrafficPolicy struct {
 	PortLevelSettings []PortTrafficPolicy     `json:"portLevelSettings,omitempty"`
 	Tunnel            *TunnelSettings         `json:"tunnel,omitempty"`
 	ProxyProtocol     *ProxyProtocol          `json:"proxyProtocol,omitempty"`
+	RetryBudget       *RetryBudget            `json:"retryBudget,omitempty"`
+}
+
+// RetryBudget caps retries to a share of the requests sent to the
+// destination. Istio has it on the TrafficPolicy only (not per port).
+// Linkerd's ServiceProfile retryBudget maps onto it: retryRatio × 100 →
+// percent, minRetriesPerSecond → minRetryConcurrency, ttl → budgetInterval.
+type RetryBudget struct {
+	Percent             *float64 `json:"percent,omitempty"`             // 0..100, default 20
+	MinRetryConcurrency uint32   `json:"minRetryConcurrency,omitempty"` // default: see the compiler
+	BudgetInterval      Duration `json:"budgetInterval,omitempty"`
 }
 
 // PortTrafficPolicy is a TrafficPolicy for one port.

@@ -96,6 +96,9 @@ func CheckReferences(objs []Object) []string {
 			}
 		}
 	}
+	for _, w := range frontEndReferences(objs, services) { // references_frontends.go
+		add(w)
+	}
 	sort.Strings(warns)
 	return warns
 }

@@ -10,8 +10,11 @@ var serverSetMetadata = []string{
 }
 
 // serverSetStatus are the kinds whose top-level status is written by the
-// server (Istio's validation messages), never by the user.
-var serverSetStatus = map[string]bool{KindVirtualService: true, KindDestinationRule: true}
+// server (Istio's validation messages, Gateway API route conditions), never
+// by the user.
+var serverSetStatus = map[string]bool{
+	KindVirtualService: true, KindDestinationRule: true, KindEnvoyFilter: true, KindGatewayHTTPRoute: true,
+}
 
 // dropServerSetFields removes server-written fields from a raw document
 // before it is checked and decoded, so they are neither errors nor stored.

@@ -48,7 +48,12 @@ func (v *validator) notImplemented(path string) { v.warnf(path, "not implemented
 // validate returns the errors of obj (without Doc) and appends its warnings.
 func validate(obj Object, warnings *[]string) []*FieldError {
 	v := &validator{doc: obj.Key().String()}
-	v.meta(obj.GetObjectMeta())
+	if _, fqdn := obj.(*ServiceProfile); fqdn { // named after its service's FQDN
+		v.serviceHost("metadata.name", obj.GetObjectMeta().Name)
+		v.label("metadata.namespace", obj.GetObjectMeta().NamespaceOrDefault())
+	} else {
+		v.meta(obj.GetObjectMeta())
+	}
 	switch o := obj.(type) {
 	case *Mesh:
 		v.mesh(&o.Spec)
@@ -59,7 +64,9 @@ func validate(obj Object, warnings *[]string) []*FieldError {
 	case *DestinationRule:
 		v.destinationRule(&o.Spec)
 	default:
-		v.errf("kind", "unknown kind %q", obj.GetTypeMeta().Kind)
+		if !v.frontEnd(obj) { // the other kinds: validate_frontends.go
+			v.errf("kind", "unknown kind %q", obj.GetTypeMeta().Kind)
+		}
 	}
 	if warnings != nil {
 		*warnings = append(*warnings, v.warns...)

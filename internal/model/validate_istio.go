@@ -6,6 +6,9 @@ import (
 	"slices"
 )
 
+// meshGateway is the gateway name that binds a VirtualService to sidecars.
+const meshGateway = "mesh"
+
 func (v *validator) virtualService(s *VirtualServiceSpec) {
 	if len(s.Hosts) == 0 {
 		v.errf("spec.hosts", "required")
@@ -18,8 +21,11 @@ func (v *validator) virtualService(s *VirtualServiceSpec) {
 	if len(s.HTTP) == 0 && len(s.TCP) == 0 && len(s.TLS) == 0 {
 		v.errf("spec", "one of http, tcp or tls is required")
 	}
-	if len(s.Gateways) > 0 && !(len(s.Gateways) == 1 && s.Gateways[0] == "mesh") {
-		v.warnf("spec.gateways", "gateways other than \"mesh\" are not implemented yet, ignored")
+	switch {
+	case len(s.Gateways) > 0 && !slices.Contains(s.Gateways, meshGateway):
+		v.warnf("spec.gateways", "binds the VirtualService to gateways only, which are not implemented: it does not apply to sidecars")
+	case slices.ContainsFunc(s.Gateways, func(g string) bool { return g != meshGateway }):
+		v.warnf("spec.gateways", "gateways other than %q are not implemented yet, ignored", meshGateway)
 	}
 	if len(s.ExportTo) > 0 {
 		v.notImplemented("spec.exportTo")
@@ -40,14 +46,28 @@ func (v *validator) virtualService(s *VirtualServiceSpec) {
 		}
 		v.routeDestinations(p, r.Route)
 	}
-	for i, r := range s.TCP {
-		p := fmt.Sprintf("spec.tcp[%d]", i)
-		v.notImplemented(p)
-		for j, m := range r.Match {
-			v.port(fmt.Sprintf("%s.match[%d].port", p, j), m.Port, false)
-		}
-		v.routeDestinations(p, r.Route)
+	for i := range s.TCP {
+		v.tcpRoute(fmt.Sprintf("spec.tcp[%d]", i), &s.TCP[i])
 	}
+}
+
+// tcpRoute checks a tcp[] rule. Matches by port, sourceLabels,
+// sourceNamespace and gateways are decided when a proxy is compiled; the
+// subnets would need the connection's addresses, which an outbound
+// listener per service does not discriminate on.
+func (v *validator) tcpRoute(p string, r *TCPRoute) {
+	for j, m := range r.Match {
+		mp := fmt.Sprintf("%s.match[%d]", p, j)
+		v.port(mp+".port", m.Port, false)
+		if len(m.DestinationSubnets) > 0 {
+			v.notImplemented(mp + ".destinationSubnets")
+		}
+		if m.SourceSubnet != "" {
+			v.notImplemented(mp + ".sourceSubnet")
+		}
+		v.sourceNamespace(mp+".sourceNamespace", m.SourceNamespace)
+	}
+	v.routeDestinations(p, r.Route)
 }
 
 // routeDestinations checks TCP/TLS destinations and their weights.
@@ -95,98 +115,28 @@ func (v *validator) httpRoute(p string, r *HTTPRoute) {
 	for j := range r.Match {
 		v.httpMatch(fmt.Sprintf("%s.match[%d]", p, j), &r.Match[j])
 	}
-	switch {
-	case len(r.Route) == 0 && r.Redirect == nil && r.DirectResponse == nil && r.Delegate == nil:
-		v.errf(p, "one of route, redirect, directResponse or delegate is required")
-	case len(r.Route) > 0 && r.Redirect != nil:
-		v.errf(p, "route and redirect are mutually exclusive")
-	case len(r.Route) > 0 && r.DirectResponse != nil:
-		v.errf(p, "route and directResponse are mutually exclusive")
-	case r.Redirect != nil && r.DirectResponse != nil:
-		v.errf(p, "redirect and directResponse are mutually exclusive")
-	}
+	v.httpActions(p, r)
 	weights := make([]int32, len(r.Route))
 	for j := range r.Route {
 		d := &r.Route[j]
 		dp := fmt.Sprintf("%s.route[%d]", p, j)
 		v.destination(dp+".destination", &d.Destination)
-		if d.Headers != nil {
-			v.notImplemented(dp + ".headers")
-		}
+		v.headerOperations(dp+".headers", d.Headers)
+		v.authorityOnce(dp, nil, d.Headers)
 		weights[j] = d.Weight
 	}
 	v.weights(p+".route", weights)
 	v.duration(p+".timeout", r.Timeout)
-	v.httpExtras(p, r)
-}
-
-// httpExtras checks the parts of an HTTP rule the compiler does not act on yet.
-func (v *validator) httpExtras(p string, r *HTTPRoute) {
-	if r.Redirect != nil {
-		v.notImplemented(p + ".redirect")
-		if c := r.Redirect.RedirectCode; c != 0 && (c < 300 || c > 399) {
-			v.errf(p+".redirect.redirectCode", "%d is not a redirect status (300..399)", c)
-		}
-		if d := r.Redirect.DerivePort; d != "" && d != "FROM_PROTOCOL_DEFAULT" && d != "FROM_REQUEST_PORT" {
-			v.errf(p+".redirect.derivePort", "%q is not FROM_PROTOCOL_DEFAULT or FROM_REQUEST_PORT", d)
-		}
-	}
-	if r.DirectResponse != nil {
-		v.notImplemented(p + ".directResponse")
-		if s := r.DirectResponse.Status; s < 200 || s > 599 {
-			v.errf(p+".directResponse.status", "%d is not an HTTP status (200..599)", s)
-		}
-	}
+	v.headerOperations(p+".headers", r.Headers)
+	v.authorityOnce(p, r.Rewrite, r.Headers)
+	v.redirect(p+".redirect", r.Redirect)
+	v.directResponse(p+".directResponse", r.DirectResponse)
+	v.rewrite(p+".rewrite", r.Rewrite)
+	v.retries(p+".retries", r.Retries)
+	v.fault(p+".fault", r.Fault)
+	v.mirrors(p, r)
 	if r.Delegate != nil {
 		v.notImplemented(p + ".delegate")
-	}
-	if r.Rewrite != nil {
-		v.notImplemented(p + ".rewrite")
-		if rr := r.Rewrite.URIRegexRewrite; rr != nil {
-			v.regex(p+".rewrite.uriRegexRewrite.match", rr.Match)
-		}
-	}
-	if r.Retries != nil {
-		v.notImplemented(p + ".retries")
-		if r.Retries.Attempts < 0 {
-			v.errf(p+".retries.attempts", "must not be negative")
-		}
-		v.duration(p+".retries.perTryTimeout", r.Retries.PerTryTimeout)
-		v.duration(p+".retries.backoff", r.Retries.Backoff)
-	}
-	if f := r.Fault; f != nil {
-		v.notImplemented(p + ".fault")
-		if f.Delay != nil {
-			v.duration(p+".fault.delay.fixedDelay", f.Delay.FixedDelay)
-			v.duration(p+".fault.delay.exponentialDelay", f.Delay.ExponentialDelay)
-			v.percent(p+".fault.delay.percentage", f.Delay.Percentage)
-		}
-		if f.Abort != nil {
-			v.percent(p+".fault.abort.percentage", f.Abort.Percentage)
-			if s := f.Abort.HTTPStatus; s != 0 && (s < 200 || s > 599) {
-				v.errf(p+".fault.abort.httpStatus", "%d is not an HTTP status (200..599)", s)
-			}
-		}
-	}
-	if r.Mirror != nil {
-		v.notImplemented(p + ".mirror")
-		v.destination(p+".mirror", r.Mirror)
-	}
-	for j := range r.Mirrors {
-		mp := fmt.Sprintf("%s.mirrors[%d]", p, j)
-		v.notImplemented(mp)
-		v.destination(mp+".destination", &r.Mirrors[j].Destination)
-		v.percent(mp+".percentage", r.Mirrors[j].Percentage)
-	}
-	if r.MirrorPercent != nil {
-		v.notImplemented(p + ".mirrorPercent")
-		if *r.MirrorPercent > 100 {
-			v.errf(p+".mirrorPercent", "%d out of range, want 0..100", *r.MirrorPercent)
-		}
-	}
-	if r.MirrorPercentage != nil {
-		v.notImplemented(p + ".mirrorPercentage")
-		v.percent(p+".mirrorPercentage", r.MirrorPercentage)
 	}
 	if c := r.CorsPolicy; c != nil {
 		v.notImplemented(p + ".corsPolicy")
@@ -195,8 +145,50 @@ func (v *validator) httpExtras(p string, r *HTTPRoute) {
 		}
 		v.duration(p+".corsPolicy.maxAge", c.MaxAge)
 	}
-	if r.Headers != nil {
-		v.notImplemented(p + ".headers")
+}
+
+// httpActions checks that a rule has exactly one action (route, redirect,
+// directResponse or delegate) and no field that contradicts it, as Istio's
+// validation does.
+func (v *validator) httpActions(p string, r *HTTPRoute) {
+	route, redirect, direct, delegate := len(r.Route) > 0, r.Redirect != nil, r.DirectResponse != nil, r.Delegate != nil
+	switch {
+	case !route && !redirect && !direct && !delegate:
+		v.errf(p, "one of route, redirect, directResponse or delegate is required")
+	case route && redirect:
+		v.errf(p, "route and redirect are mutually exclusive")
+	case route && direct:
+		v.errf(p, "route and directResponse are mutually exclusive")
+	case redirect && direct:
+		v.errf(p, "redirect and directResponse are mutually exclusive")
+	case delegate && (route || redirect || direct):
+		v.errf(p, "delegate is mutually exclusive with route, redirect and directResponse")
+	}
+	if redirect || direct {
+		action := "redirect"
+		if direct {
+			action = "directResponse"
+		}
+		if r.Fault != nil {
+			v.errf(p+".fault", "not allowed with %s", action)
+		}
+		if r.Rewrite != nil {
+			v.errf(p+".rewrite", "not allowed with %s", action)
+		}
+		for _, f := range []struct {
+			name string
+			set  bool
+		}{
+			{"timeout", r.Timeout != ""}, {"retries", r.Retries != nil}, {"mirror", r.Mirror != nil},
+			{"mirrors", len(r.Mirrors) > 0}, {"mirrorPercentage", r.MirrorPercentage != nil}, {"mirrorPercent", r.MirrorPercent != nil},
+		} {
+			if f.set {
+				v.warnf(p+"."+f.name, "has no effect with %s, ignored", action)
+			}
+		}
+	}
+	if r.Mirror != nil && len(r.Mirrors) > 0 {
+		v.errf(p+".mirrors", "mirror and mirrors are mutually exclusive")
 	}
 }
 
@@ -206,7 +198,14 @@ func (v *validator) percent(p string, pc *Percent) {
 	}
 }
 
+// maxRegexLen is the longest regex Istio accepts (Envoy's RE2 program size limit, approximated).
+const maxRegexLen = 1024
+
 func (v *validator) regex(p, re string) {
+	if len(re) > maxRegexLen {
+		v.errf(p, "regex is %d characters long, longer than %d", len(re), maxRegexLen)
+		return
+	}
 	if _, err := regexp.Compile(re); err != nil {
 		v.errf(p, "invalid RE2 regex %q: %v", re, err)
 	}
@@ -228,6 +227,12 @@ func (v *validator) stringMatch(p string, m *StringMatch) {
 	}
 }
 
+func (v *validator) sourceNamespace(p, ns string) {
+	if ns != "" {
+		v.label(p, ns)
+	}
+}
+
 func (v *validator) httpMatch(p string, m *HTTPMatchRequest) {
 	if m.URI != nil {
 		v.stringMatch(p+".uri", m.URI)
@@ -238,7 +243,6 @@ func (v *validator) httpMatch(p string, m *HTTPMatchRequest) {
 	}{{"scheme", m.Scheme}, {"method", m.Method}, {"authority", m.Authority}} {
 		if f.m != nil {
 			v.stringMatch(p+"."+f.name, f.m)
-			v.notImplemented(p + "." + f.name)
 		}
 	}
 	for _, f := range []struct {
@@ -253,122 +257,13 @@ func (v *validator) httpMatch(p string, m *HTTPMatchRequest) {
 			}
 			v.stringMatch(kp, &sm)
 		}
-		if len(f.m) > 0 && f.name != "headers" {
-			v.notImplemented(p + "." + f.name)
-		}
 	}
 	v.port(p+".port", m.Port, false)
-	if m.Port != 0 {
-		v.notImplemented(p + ".port")
-	}
-	if len(m.SourceLabels) > 0 {
-		v.notImplemented(p + ".sourceLabels")
-	}
-	if len(m.Gateways) > 0 {
-		v.notImplemented(p + ".gateways")
-	}
-	if m.SourceNamespace != "" {
-		v.notImplemented(p + ".sourceNamespace")
+	v.sourceNamespace(p+".sourceNamespace", m.SourceNamespace)
+	if len(m.Gateways) > 0 && !slices.Contains(m.Gateways, meshGateway) {
+		v.warnf(p+".gateways", "names gateways only, which are not implemented: this match never applies to sidecars")
 	}
 	if m.StatPrefix != "" {
 		v.notImplemented(p + ".statPrefix")
-	}
-}
-
-var (
-	lbSimple = []string{"UNSPECIFIED", "LEAST_CONN", "RANDOM", "PASSTHROUGH", "ROUND_ROBIN", "LEAST_REQUEST"}
-	tlsModes = []string{"DISABLE", "SIMPLE", "MUTUAL", "ISTIO_MUTUAL"}
-)
-
-func (v *validator) destinationRule(s *DestinationRuleSpec) {
-	if s.Host == "" {
-		v.errf("spec.host", "required")
-	}
-	v.trafficPolicy("spec.trafficPolicy", s.TrafficPolicy)
-	names := map[string]int{}
-	for i, sub := range s.Subsets {
-		p := fmt.Sprintf("spec.subsets[%d]", i)
-		v.label(p+".name", sub.Name)
-		if j, dup := names[sub.Name]; dup && sub.Name != "" {
-			v.errf(p+".name", "duplicate subset %q (also spec.subsets[%d])", sub.Name, j)
-		} else {
-			names[sub.Name] = i
-		}
-		v.trafficPolicy(p+".trafficPolicy", sub.TrafficPolicy)
-	}
-	if len(s.ExportTo) > 0 {
-		v.notImplemented("spec.exportTo")
-	}
-	if s.WorkloadSelector != nil {
-		v.notImplemented("spec.workloadSelector")
-	}
-}
-
-func (v *validator) trafficPolicy(p string, tp *TrafficPolicy) {
-	if tp == nil {
-		return
-	}
-	v.policyParts(p, tp.LoadBalancer, tp.ConnectionPool, tp.OutlierDetection, tp.TLS)
-	for i, pl := range tp.PortLevelSettings {
-		pp := fmt.Sprintf("%s.portLevelSettings[%d]", p, i)
-		v.notImplemented(pp)
-		if pl.Port == nil {
-			v.errf(pp+".port", "required")
-		} else {
-			v.port(pp+".port.number", pl.Port.Number, true)
-		}
-		v.policyParts(pp, pl.LoadBalancer, pl.ConnectionPool, pl.OutlierDetection, pl.TLS)
-	}
-	if tp.Tunnel != nil {
-		v.notImplemented(p + ".tunnel")
-	}
-	if tp.ProxyProtocol != nil {
-		v.notImplemented(p + ".proxyProtocol")
-	}
-}
-
-func (v *validator) policyParts(p string, lb *LoadBalancerSettings, cp *ConnectionPoolSettings, od *OutlierDetection, tls *ClientTLSSettings) {
-	if lb != nil {
-		switch {
-		case lb.Simple != "" && lb.ConsistentHash != nil:
-			v.errf(p+".loadBalancer", "simple and consistentHash are mutually exclusive")
-		case lb.Simple != "" && !slices.Contains(lbSimple, lb.Simple):
-			v.errf(p+".loadBalancer.simple", "%q is not one of %v", lb.Simple, lbSimple)
-		}
-		if lb.Simple != "" && lb.Simple != "ROUND_ROBIN" && lb.Simple != "UNSPECIFIED" || lb.ConsistentHash != nil ||
-			lb.LocalityLbSetting != nil || lb.Warmup != nil || lb.WarmupDurationSecs != "" {
-			v.warnf(p+".loadBalancer", "only ROUND_ROBIN is implemented yet, ignored")
-		}
-		v.duration(p+".loadBalancer.warmupDurationSecs", lb.WarmupDurationSecs)
-	}
-	if cp != nil {
-		v.notImplemented(p + ".connectionPool")
-		if cp.TCP != nil {
-			v.duration(p+".connectionPool.tcp.connectTimeout", cp.TCP.ConnectTimeout)
-			v.duration(p+".connectionPool.tcp.idleTimeout", cp.TCP.IdleTimeout)
-			v.duration(p+".connectionPool.tcp.maxConnectionDuration", cp.TCP.MaxConnectionDuration)
-		}
-		if cp.HTTP != nil {
-			v.duration(p+".connectionPool.http.idleTimeout", cp.HTTP.IdleTimeout)
-		}
-	}
-	if od != nil {
-		v.notImplemented(p + ".outlierDetection")
-		v.duration(p+".outlierDetection.interval", od.Interval)
-		v.duration(p+".outlierDetection.baseEjectionTime", od.BaseEjectionTime)
-		if od.MaxEjectionPercent < 0 || od.MaxEjectionPercent > 100 {
-			v.errf(p+".outlierDetection.maxEjectionPercent", "%d out of range, want 0..100", od.MaxEjectionPercent)
-		}
-		if od.MinHealthPercent < 0 || od.MinHealthPercent > 100 {
-			v.errf(p+".outlierDetection.minHealthPercent", "%d out of range, want 0..100", od.MinHealthPercent)
-		}
-	}
-	if tls != nil {
-		if tls.Mode != "" && !slices.Contains(tlsModes, tls.Mode) {
-			v.errf(p+".tls.mode", "%q is not one of %v", tls.Mode, tlsModes)
-		}
-		if tls.Mode != "ISTIO_MUTUAL" {
-			v.warnf(p+".tls", "only ISTIO_MUTUAL is implemented (the mesh always uses mutual TLS), ignored")
-		}
 	}
 }
