@@ -66,11 +66,17 @@ func newApplyCmd(g *globals) *cobra.Command {
 	var dryRun bool
 	cmd := &cobra.Command{
 		Use:   "apply -f FILE|DIR|-",
-		Short: "Create or update VirtualServices and DestinationRules",
+		Short: "Create or update mesh configuration (Istio, SMI, Linkerd, Gateway API, Trellis kinds)",
 		Long: `Apply validates every document (field paths in errors) and stores all of them or none.
 A reference the control plane cannot resolve yet (a route to a subset no DestinationRule
-defines) is accepted with a warning, as in Istio.`,
+defines) is accepted with a warning, as in Istio.
+
+Kinds: VirtualService, DestinationRule, EnvoyFilter (the local rate limit form)
+(networking.istio.io); TrafficSplit (split.smi-spec.io); ServiceProfile
+(linkerd.io); HTTPRoute attached to a Service (gateway.networking.k8s.io);
+RateLimit (trellis.dev/v1).`,
 		Example: `  trellis apply -f examples/bookinfo/reviews-90-10.yaml
+  trellis apply -f examples/traffic/
   cat vs.yaml | trellis apply -f -`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

@@ -16,10 +16,11 @@ func newGetCmd(g *globals) *cobra.Command {
 	var namespace, output string
 	cmd := &cobra.Command{
 		Use:   "get KIND [NAME]",
-		Short: "Show stored VirtualServices, DestinationRules or Workloads",
+		Short: "Show stored configuration (any kind apply accepts) or Workloads",
 		Example: `  trellis get virtualservices
   trellis get vs reviews -o yaml
-  trellis get destinationrule reviews -o json`,
+  trellis get destinationrule reviews -o json
+  trellis get ratelimits`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := ""
@@ -90,10 +91,11 @@ func printTable(g *globals, data []byte, single bool) error {
 func newDeleteCmd(g *globals) *cobra.Command {
 	var namespace string
 	cmd := &cobra.Command{
-		Use:     "delete KIND NAME",
-		Short:   "Delete a VirtualService or DestinationRule",
-		Example: `  trellis delete virtualservice reviews`,
-		Args:    cobra.ExactArgs(2),
+		Use:   "delete KIND NAME",
+		Short: "Delete a stored configuration object (any kind apply accepts)",
+		Example: `  trellis delete virtualservice reviews
+  trellis delete trafficsplit website`,
+		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := g.client().Delete(cmd.Context(), args[0], namespace, args[1]); err != nil {
 				return err

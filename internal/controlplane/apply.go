@@ -82,7 +82,7 @@ func (cp *ControlPlane) planApply(ctx context.Context, body []byte, source strin
 	return plan, nil
 }
 
-// loadConfig reads every stored VirtualService and DestinationRule.
+// loadConfig reads every stored configuration object of the kinds apply accepts.
 func (cp *ControlPlane) loadConfig(ctx context.Context) ([]model.Object, error) {
 	var out []model.Object
 	for kind := range applyableKinds {
