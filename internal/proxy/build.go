@@ -38,6 +38,10 @@ func (p *Proxy) build(set *resources.Set, prev *runtimeConfig) (*runtimeConfig, 
 			return nil, fmt.Errorf("cluster %q: %w", name, err)
 		}
 		tc.stats = p.stats.cluster(name)
+		if (tc.http2 || p.legacyHTTP1) && (tc.pool.maxRequestsPerConn > 0 || tc.pool.maxConnDuration > 0) {
+			p.log.Warn("max_requests_per_connection and max_connection_duration are applied by the HTTP/1.1 fast path only; "+
+				"ignored on the net/http transports (HTTP/2, legacy mode)", "cluster", name)
+		}
 		cfg.clusters[name] = tc
 	}
 	for _, name := range resources.SortedKeys(set.Routes) {
@@ -67,11 +71,17 @@ func (p *Proxy) build(set *resources.Set, prev *runtimeConfig) (*runtimeConfig, 
 		addrs[lc.address] = name
 		cfg.listeners[name] = lc
 	}
-	// Transports last, once the whole set is known to be valid.
+	cfg.bindLimiters(prev) // rate limit buckets: kept for unchanged limits
+	// Transports and cluster state last, once the whole set is known to be
+	// valid. A state carried over gets its new endpoints at commit, since
+	// building must not change what the running config uses.
 	for name, c := range cfg.clusters {
 		old := prev.cluster(name)
-		if old != nil {
-			c.next = old.next // keep the round-robin position
+		if old != nil && old.state.fingerprint == c.policy.fingerprint() {
+			c.state = old.state
+		} else {
+			c.state = newClusterState(c.policy, c.stats)
+			c.state.setEndpoints(c.endpoints)
 		}
 		if old != nil && old.up.fingerprint == c.fingerprint() {
 			c.up = old.up
@@ -80,6 +90,40 @@ func (p *Proxy) build(set *resources.Set, prev *runtimeConfig) (*runtimeConfig, 
 		c.up = newUpstream(c, p.id)
 	}
 	return cfg, nil
+}
+
+// commitClusters runs once cfg has replaced prev: carried-over cluster
+// states take their new endpoints and every state's outlier timer runs;
+// states and transports prev used and cfg does not are stopped and retired
+// (in-flight requests keep their connections).
+func (cfg *runtimeConfig) commitClusters(prev *runtimeConfig) {
+	for name, c := range cfg.clusters {
+		if old := prev.cluster(name); old != nil && old.state == c.state {
+			c.state.setEndpoints(c.endpoints)
+		}
+		c.state.start()
+	}
+	if prev == nil {
+		return
+	}
+	for name, old := range prev.clusters {
+		c := cfg.clusters[name]
+		if c == nil || c.state != old.state {
+			old.state.stop()
+		}
+		if c == nil || c.up != old.up {
+			old.up.retire()
+		}
+	}
+}
+
+// stopClusters stops every cluster state and retires every transport (at
+// shutdown).
+func (cfg *runtimeConfig) stopClusters() {
+	for _, c := range cfg.clusters {
+		c.state.stop()
+		c.up.retire()
+	}
 }
 
 func (c *runtimeConfig) cluster(name string) *cluster {

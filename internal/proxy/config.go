@@ -4,11 +4,12 @@ import (
 	"crypto/tls"
 	"net/http"
 	"regexp"
-	"sync/atomic"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/trellis-mesh/trellis/internal/proxy/lb"
+	"github.com/trellis-mesh/trellis/internal/proxy/retry"
 	"github.com/trellis-mesh/trellis/internal/xds/resources"
 )
 
@@ -19,6 +20,7 @@ type runtimeConfig struct {
 	listeners map[string]*listenerConfig
 	routes    map[string]*routeTable // RDS resources by name
 	clusters  map[string]*cluster
+	limiters  limiterSet // local rate limit buckets, kept across updates (routeaction_ratelimit.go)
 }
 
 type listenerKind int
@@ -40,9 +42,11 @@ type listenerConfig struct {
 	rdsName      string      // set when the HCM uses rds
 	setXFCC      bool        // SANITIZE_SET with uri: set XFCC to By/URI
 	maxHeaderKB  uint32
+	filters      httpFilters // fault and local rate limit filters (translate_listener.go)
 
 	// TCP
 	tcpCluster  string
+	tcpWeighted *weightedClusters // tcp_proxy.weighted_clusters, else tcpCluster
 	idleTimeout time.Duration
 
 	stats *endpointStats
@@ -80,9 +84,13 @@ type routeTable struct {
 type route struct {
 	match   routeMatch
 	timeout time.Duration // 0: none
+	retry   *retry.Policy // nil: no retries
+	hash    []lb.HashPolicy
 	// Exactly one of cluster or weighted is set.
 	cluster  string
 	weighted *weightedClusters
+
+	routeFeatures // rewrites, local replies, headers, fault, rate limit, mirrors (routeaction.go)
 }
 
 type pathKind int
@@ -99,23 +107,16 @@ type routeMatch struct {
 	regex         *regexp.Regexp
 	caseSensitive bool
 	headers       []headerMatcher
+	query         []queryMatcher
 }
 
-type headerKind int
-
-const (
-	headerExact headerKind = iota + 1
-	headerPrefix
-	headerRegex
-	headerPresent
-)
-
 type headerMatcher struct {
-	name   string // canonical MIME header key
-	kind   headerKind
-	value  string
-	regex  *regexp.Regexp
-	invert bool
+	name           string       // canonical MIME header key, unless pseudo
+	pseudo         pseudoHeader // :method, :authority, :scheme, :path
+	present        bool         // present_match, else str
+	str            stringMatcher
+	invert         bool
+	missingAsEmpty bool // treat_missing_header_as_empty
 }
 
 type weightedClusters struct {
@@ -131,10 +132,14 @@ type cluster struct {
 	connectTimeout time.Duration
 	http2          bool
 	tls            *upstreamTLS // nil: plaintext
-	endpoints      []string     // healthy (or unknown) endpoints, host:port
-	next           *atomic.Uint64
-	up             *upstream // shared HTTP transport, reused across updates when unchanged
-	stats          *endpointStats
+	pool           poolOptions
+	policy         clusterPolicy
+	endpoints      []string // healthy (or unknown) endpoints, host:port
+	// state balances, breaks circuits, budgets retries and detects outliers;
+	// shared with earlier configs while policy is unchanged (build.go).
+	state *clusterState
+	up    *upstream // shared HTTP transport, reused across updates when unchanged
+	stats *endpointStats
 }
 
 type upstreamTLS struct {
@@ -151,14 +156,15 @@ type upstream struct {
 	h1          *h1Pool           // fast path: pooled HTTP/1.1 connections
 	sessions    tls.ClientSessionCache
 	closeIdle   func()
+	retire      func() // no config uses it any more
 }
 
-// pick returns the next healthy endpoint in round-robin order, lock-free.
+// pick returns an endpoint address chosen by the cluster's load balancer
+// without a hash key (a hashing policy then picks at random), lock-free.
 func (c *cluster) pick() (string, bool) {
-	n := len(c.endpoints)
-	if n == 0 {
+	e, ok := c.state.pick(lb.Key{}, nil, nil)
+	if !ok {
 		return "", false
 	}
-	i := c.next.Add(1) - 1
-	return c.endpoints[i%uint64(n)], true
+	return e.addr, true
 }

@@ -7,6 +7,9 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"sync"
+
+	"github.com/trellis-mesh/trellis/internal/proxy/lb"
+	"github.com/trellis-mesh/trellis/internal/proxy/retry"
 )
 
 // forwarder sends a routed request to its upstream endpoint and writes the
@@ -21,8 +24,13 @@ type forwarder interface {
 // forwardTarget is the routing decision for one request.
 type forwardTarget struct {
 	cluster       *cluster
-	endpoint      string // host:port
+	endpoint      string // host:port of the first attempt
+	ep            *endpoint
 	listenerStats *endpointStats
+	key           lb.Key        // hash policy key
+	setCookie     string        // Set-Cookie value of a generated hash cookie
+	retry         *retry.Policy // nil: the request is not retried
+	body          *replayBody   // nil: no request body to replay
 }
 
 type targetKey struct{}
@@ -57,6 +65,9 @@ func newReverseProxyForwarder(p *Proxy) *reverseProxyForwarder {
 			t := res.Request.Context().Value(targetKey{}).(*forwardTarget)
 			t.listenerStats.response(res.StatusCode)
 			t.cluster.stats.response(res.StatusCode)
+			if t.setCookie != "" {
+				res.Header.Add("Set-Cookie", t.setCookie)
+			}
 			return nil
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
@@ -87,7 +98,7 @@ func (f *reverseProxyForwarder) forward(w http.ResponseWriter, r *http.Request, 
 
 func clusterRoundTrip(r *http.Request) (*http.Response, error) {
 	t := r.Context().Value(targetKey{}).(*forwardTarget)
-	return t.cluster.up.transport.RoundTrip(r)
+	return t.roundTrip(r)
 }
 
 // copyBuffers recycles body copy buffers across requests.
@@ -116,8 +127,11 @@ func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { retu
 
 // classifyUpstreamError maps a failed upstream exchange to a local reply.
 func classifyUpstreamError(ctx context.Context, err error) (int, string) {
-	if context.Cause(ctx) == errRouteTimeout {
+	if context.Cause(ctx) == errRouteTimeout || errors.Is(err, errPerTryTimeout) {
 		return http.StatusGatewayTimeout, reasonTimeout
+	}
+	if errors.Is(err, errNoHealthy) {
+		return http.StatusServiceUnavailable, reasonNoHealthy
 	}
 	var ce *connectError
 	if errors.As(err, &ce) {

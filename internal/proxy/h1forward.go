@@ -7,58 +7,87 @@ import (
 	"net/http"
 	"os"
 	"time"
+
+	"github.com/trellis-mesh/trellis/internal/proxy/retry"
 )
 
-// forward sends the routed request (head of n bytes buffered, body still
-// on the connection) to ep over a pooled connection and copies the response
-// back. It reports whether the downstream connection can be kept.
-func (dc *downConn) forward(lc *listenerConfig, c *cluster, ep string, timeout time.Duration, n int) bool {
+// forward runs the exchange of a routed request (head of n bytes buffered,
+// body still on the connection): admission by the cluster's circuit
+// breaker, endpoint choice (hash policy, previous hosts), attempts over
+// pooled connections with the route's retry policy, per-try timeout, back-off
+// and the retry budget, outlier reporting, and the response copy. It
+// reports whether the downstream connection can be kept.
+func (dc *downConn) forward(lc *listenerConfig, c *cluster, rt *route, n int) bool {
 	req := &dc.req
+	st := c.state
 	var deadline time.Time
-	if timeout > 0 {
-		deadline = time.Now().Add(timeout)
+	if rt.timeout > 0 {
+		deadline = time.Now().Add(rt.timeout)
 	}
 	dc.deadline = deadline
 	dc.setDeadline(deadline)
 	headStart := dc.rd.r
 	hasBody := req.chunked || req.contentLength > 0
 	dc.bodyDone = !hasBody
-	retryable := !hasBody && idempotent(req.method)
 	isHead := string(req.method) == http.MethodHead
 	dc.gone.Store(false)
-	var uc *upConn
-	var resN int
+	dc.rs.reset()
+	if !st.br.Requests.TryAcquire() {
+		return dc.upstreamFailed(lc, c, "", n, errOverflow, retry.Overflow, deadline)
+	}
+	defer st.br.Requests.Release()
+	st.budget.Request()
+	key := dc.hashKey(rt, c)
+	pol, ok := dc.retryPolicy(rt, c, headStart+n, hasBody)
+	if !ok {
+		lc.stats.downstreamGone.Add(1)
+		c.stats.downstreamGone.Add(1)
+		return false
+	}
+	held := false
+	defer st.releaseRetry(&held)
 	for attempt := 0; ; attempt++ {
-		var err error
-		uc, err = dc.upstreamConn(c, ep, deadline, !retryable)
-		if err != nil {
-			if dc.rd.r != headStart {
-				n = -1 // consumed by an earlier attempt
+		ep, ok := st.pick(key, dc.rs.tried, pol)
+		if !ok {
+			lc.stats.response(http.StatusServiceUnavailable)
+			c.stats.response(http.StatusServiceUnavailable)
+			return dc.localReply(dc.headLeft(headStart, n), http.StatusServiceUnavailable, reasonNoHealthy, !dc.bodyDone)
+		}
+		dc.rs.tried = append(dc.rs.tried, ep)
+		tryDeadline := deadline
+		if pol != nil && pol.PerTryTimeout > 0 {
+			if t := time.Now().Add(pol.PerTryTimeout); deadline.IsZero() || t.Before(deadline) {
+				tryDeadline = t
 			}
-			return dc.upstreamFailed(lc, c, ep, n, err, deadline)
 		}
-		dc.cur.Store(uc)
-		clientErr, err := dc.sendRequest(uc, headStart+n, hasBody)
-		if err == nil {
-			resN, err = dc.readResponseHead(uc)
-		}
-		if err == nil {
-			break
-		}
-		nothingBack := uc.rd.w == 0
-		reused := uc.reused
-		dc.closeUp(uc)
-		if dc.gone.Load() || clientErr {
+		st.begin(ep)
+		a := dc.attempt(c, ep, headStart, n, tryDeadline, hasBody, pol)
+		if a.gone {
+			st.end(ep)
 			lc.stats.downstreamGone.Add(1)
 			c.stats.downstreamGone.Add(1)
 			return false
 		}
-		if retryable && reused && nothingBack && attempt < 3 && !timedOut(deadline) {
-			continue // the pooled connection was closed by the upstream; nothing reached it
+		st.report(ep, outlierStatus(a.outcome))
+		if pol != nil && attempt < int(pol.NumRetries) && !timedOut(deadline) && pol.ShouldRetry(a.outcome) &&
+			st.tryRetry(c.stats, &held) {
+			if a.uc != nil {
+				dc.discardResponse(a.uc, a.resN, isHead)
+			}
+			st.end(ep)
+			if !backoff(pol, attempt+1, deadline) {
+				return dc.upstreamFailed(lc, c, ep.addr, dc.headLeft(headStart, n), errRouteTimeout, retry.PerTryTimeout, deadline)
+			}
+			continue
 		}
-		return dc.upstreamFailed(lc, c, ep, -1, err, deadline)
+		if a.uc != nil {
+			keep := dc.copyResponse(lc, c, a.uc, a.resN, isHead)
+			st.end(ep)
+			return keep
+		}
+		st.end(ep)
+		return dc.upstreamFailed(lc, c, ep.addr, dc.headLeft(headStart, n), a.err, a.outcome.Failure, deadline)
 	}
-	return dc.copyResponse(lc, c, uc, resN, isHead)
 }
 
 // copyResponse writes the response head (hop-by-hop headers removed) and
@@ -75,11 +104,14 @@ func (dc *downConn) copyResponse(lc *listenerConfig, c *cluster, uc *upConn, n i
 	_, _ = bw.WriteString("HTTP/1.1 ")
 	_, _ = bw.Write(res.statusRest)
 	_, _ = bw.WriteString("\r\n")
+	dc.mutateResponse()
 	for i := range res.fields {
 		if f := &res.fields[i]; !f.drop {
 			_, _ = bw.Write(f.line)
 		}
 	}
+	dc.writeResponseExtras(bw)
+	_, _ = bw.Write(dc.rs.setCookie) // a generated hash policy cookie, if any
 	if !noBody && (res.chunked || untilClose) {
 		_, _ = bw.WriteString("Transfer-Encoding: chunked\r\n")
 	}
@@ -112,8 +144,8 @@ func (dc *downConn) copyResponse(lc *listenerConfig, c *cluster, uc *upConn, n i
 		return false
 	}
 	dc.cur.Store(nil)
-	if keepUp && uc.rd.r == uc.rd.w && c.up.h1.put(uc, time.Now()) {
-		// pooled
+	if keepUp && uc.rd.r == uc.rd.w {
+		dc.releaseUp(uc)
 	} else {
 		dc.closeUp(uc)
 	}
@@ -140,6 +172,7 @@ func (dc *downConn) sendRequest(uc *upConn, bodyStart int, hasBody bool) (client
 		}
 		_, _ = bw.Write(f.line)
 	}
+	writeAdded(bw, dc.ra.reqAdd)
 	if dc.xfcc != nil && dc.state != nil {
 		_, _ = bw.Write(dc.xfcc)
 	}
@@ -149,6 +182,13 @@ func (dc *downConn) sendRequest(uc *upConn, bodyStart int, hasBody bool) (client
 	_, _ = bw.WriteString("\r\n")
 	dc.rd.r = bodyStart
 	if !hasBody {
+		return false, bw.Flush()
+	}
+	if dc.rs.buffered {
+		// Read whole for the retry policy (h1resilience.go): sent from
+		// the copy, again on each attempt.
+		dc.rd.r = dc.rs.afterBody
+		_, _ = bw.Write(dc.rs.body)
 		return false, bw.Flush()
 	}
 	if req.expect100 {
@@ -208,14 +248,21 @@ func (dc *downConn) readResponseHead(uc *upConn) (int, error) {
 	}
 }
 
-// upstreamConn returns a pooled connection to ep or dials one.
+// upstreamConn returns a pooled connection to ep or dials one, waiting
+// (until deadline) for one when the cluster is at max_connections; beyond
+// max_pending_requests it fails with errOverflow.
 // probe: check a pooled connection before use (for requests that cannot be
 // retried if it turns out closed).
 func (dc *downConn) upstreamConn(c *cluster, ep string, deadline time.Time, probe bool) (*upConn, error) {
+	pool := c.up.h1
+	ctx := dc.s.p.ctx
 	for {
-		uc := c.up.h1.get(ep, time.Now())
+		uc, err := pool.acquire(ctx, ep, deadline, &dc.waiter)
+		if err != nil {
+			return nil, err
+		}
 		if uc == nil {
-			break
+			break // a slot to dial
 		}
 		if !probe || uc.probeIdle() {
 			uc.setDeadline(deadline)
@@ -223,36 +270,48 @@ func (dc *downConn) upstreamConn(c *cluster, ep string, deadline time.Time, prob
 		}
 		dc.closeUp(uc) // closed by the upstream while idle
 	}
-	ctx := dc.s.p.ctx
 	if !deadline.IsZero() {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithDeadlineCause(ctx, deadline, errRouteTimeout)
 		defer cancel()
 	}
-	nc, err := c.up.h1.dial(ctx, ep)
+	uc, err := pool.dialConn(ctx, ep, &dc.s.p.bufs)
 	if err != nil {
 		return nil, err
 	}
-	uc := newUpConn(nc, ep, &dc.s.p.bufs)
 	uc.setDeadline(deadline)
 	return uc, nil
 }
 
+// releaseUp returns a connection whose exchange completed cleanly to its pool.
+func (dc *downConn) releaseUp(uc *upConn) {
+	dc.cur.Store(nil)
+	uc.pool.put(uc, time.Now(), true)
+}
+
+// closeUp closes an upstream connection and releases its pool slot.
 func (dc *downConn) closeUp(uc *upConn) {
 	dc.cur.Store(nil)
-	_ = uc.nc.Close()
+	if uc.pool != nil {
+		uc.pool.discard(uc)
+	} else {
+		_ = uc.nc.Close()
+	}
 	dc.s.p.bufs.putRead(uc.rd.buf)
 	dc.s.p.bufs.putWriter(uc.bw)
 	uc.rd.buf, uc.bw = nil, nil
 }
 
 // upstreamFailed answers a failed exchange with 503 or 504 when nothing of
-// the response was written yet. n >= 0: the request head is still buffered.
-func (dc *downConn) upstreamFailed(lc *listenerConfig, c *cluster, ep string, n int, err error, deadline time.Time) bool {
+// the response was written yet. n > 0: the request head is still buffered.
+func (dc *downConn) upstreamFailed(lc *listenerConfig, c *cluster, ep string, n int, err error, f retry.Failure, deadline time.Time) bool {
 	code, reason := http.StatusServiceUnavailable, reasonReset
 	var ce *connectError
 	switch {
-	case timedOut(deadline):
+	case f == retry.Overflow:
+		reason = reasonOverflow
+		c.stats.upstreamOverflow.Add(1)
+	case timedOut(deadline) || f == retry.PerTryTimeout:
 		code, reason = http.StatusGatewayTimeout, reasonTimeout
 	case errors.As(err, &ce):
 		reason = reasonConnectFailure

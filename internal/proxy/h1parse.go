@@ -61,6 +61,7 @@ type msgHead struct {
 	upgrade       bool // Connection: upgrade with an Upgrade header
 	expect100     bool
 	hosts         int
+	host          []byte // value of the (single) Host field
 
 	joined []byte // scratch for headerValue, kept across reset
 }
@@ -239,6 +240,7 @@ func parseFields(rest []byte, h *msgHead) error {
 		switch {
 		case equalFold(name, "Host"):
 			h.hosts++
+			h.host = value
 		case equalFold(name, "Content-Length"):
 			n, ok := parseContentLength(value)
 			if !ok || (h.contentLength >= 0 && h.contentLength != n) {

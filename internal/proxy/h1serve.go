@@ -7,7 +7,6 @@ import (
 	"errors"
 	"net"
 	"net/http"
-	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -44,6 +43,8 @@ type downConn struct {
 	res   msgHead
 	path  []byte // percent-decoded path scratch
 
+	ra routeState // route features of the current request (routeaction_h1.go)
+
 	peer    string // caller's SPIFFE ID (inbound)
 	xfcc    []byte // X-Forwarded-Client-Cert line for xfccOwn
 	xfccOwn string
@@ -58,10 +59,13 @@ type downConn struct {
 	bodyDone bool      // the current request's body was read to its end
 	linger   bool      // closing with a request body unread: let the reply arrive
 	done     chan struct{}
+	waiter   poolWaiter // reused while waiting for an upstream connection
+	rs       resilience // retry, hash and body state of the current exchange
 }
 
 func (s *h1Server) newDownConn(c net.Conn, state *tls.ConnectionState) *downConn {
 	dc := &downConn{s: s, nc: c, state: state, bw: s.p.bufs.getWriter(c), done: make(chan struct{}, 1)}
+	dc.waiter.ch = make(chan poolGrant, 1)
 	dc.rd = connReader{rd: c, buf: s.p.bufs.getRead()}
 	dc.rd.onHeadWait = dc.onHeadWait
 	dc.req.contentLength, dc.res.contentLength = -1, -1
@@ -197,11 +201,16 @@ func (dc *downConn) handle(n int) (keep, slow bool) {
 	if table == nil {
 		table = cfg.routes[lc.rdsName]
 	}
+	ra := &dc.ra
+	ra.reset()
+	defer ra.reset() // a later reply outside this request carries no route headers
 	var rt *route
 	var c *cluster
+	name := ""
 	if table != nil {
-		if rt = table.match(path, req); rt != nil {
-			if c = cfg.clusters[rt.clusterName()]; c != nil && c.http2 {
+		if rt = dc.matchFast(lc, table, path); rt != nil && rt.forwards() {
+			name, ra.wc = rt.pickCluster()
+			if c = cfg.clusters[name]; c != nil && c.http2 {
 				return false, true
 			}
 		}
@@ -211,24 +220,31 @@ func (dc *downConn) handle(n int) (keep, slow bool) {
 		lc.stats.response(http.StatusNotFound)
 		return dc.localReply(n, http.StatusNotFound, reasonRouteNotFound, hasBody), false
 	}
-	if c == nil {
-		lc.stats.response(http.StatusServiceUnavailable)
-		return dc.localReply(n, http.StatusServiceUnavailable, reasonClusterNotFound, hasBody), false
-	}
 	if lc.tls != nil {
 		if code, reason := dc.sanitizeInbound(lc); code != 0 {
 			lc.stats.response(code)
 			return dc.localReply(n, code, reason, hasBody), false
 		}
 	}
-	c.stats.requests.Add(1)
-	ep, ok := c.pick()
-	if !ok {
-		lc.stats.response(http.StatusServiceUnavailable)
-		c.stats.response(http.StatusServiceUnavailable)
-		return dc.localReply(n, http.StatusServiceUnavailable, reasonNoHealthy, hasBody), false
+	ra.rt = rt
+	if len(lc.filters.chain) > 0 {
+		if done, keep := dc.runFilters(lc, rt, name, n, hasBody); done {
+			return keep, false
+		}
 	}
-	return dc.forward(lc, c, ep, rt.timeout, n), false
+	if !rt.forwards() {
+		return dc.answerRoute(lc, rt, n, hasBody), false
+	}
+	if c == nil {
+		lc.stats.response(http.StatusServiceUnavailable)
+		return dc.localReply(n, http.StatusServiceUnavailable, reasonClusterNotFound, hasBody), false
+	}
+	dc.rewriteRequest(rt)
+	if len(rt.mirrors) > 0 {
+		dc.mirror(cfg, lc, rt, n)
+	}
+	c.stats.requests.Add(1)
+	return dc.forward(lc, c, rt, n), false
 }
 
 // sanitizeInbound drops client-sent identity headers and prepares the XFCC
@@ -286,30 +302,9 @@ func (dc *downConn) localReply(n, code int, reason string, close bool) bool {
 	return dc.bw.Flush() == nil && !close
 }
 
+// writeReply writes a proxy error reply (the route's response headers of a
+// routed request apply, routeaction_h1.go).
 func (dc *downConn) writeReply(code int, reason string, close bool) {
-	bw := dc.bw
-	text := http.StatusText(code)
-	body := reason
-	if body == "" {
-		body = text
-	}
-	b := append(bw.AvailableBuffer(), "HTTP/1.1 "...)
-	b = strconv.AppendInt(b, int64(code), 10)
-	b = append(b, ' ')
-	b = append(b, text...)
-	b = append(b, "\r\nContent-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\n"...)
-	if reason != "" {
-		b = append(b, headerReason+": "...)
-		b = append(b, reason...)
-		b = append(b, "\r\n"...)
-	}
-	if close {
-		b = append(b, "Connection: close\r\n"...)
-	}
-	b = append(b, "Content-Length: "...)
-	b = strconv.AppendInt(b, int64(len(body)+1), 10)
-	b = append(b, "\r\n\r\n"...)
-	b = append(b, body...)
-	b = append(b, '\n')
-	_, _ = bw.Write(b)
+	lr := proxyError(code, reason)
+	dc.writeLocalReply(&lr, close)
 }

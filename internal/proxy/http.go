@@ -54,29 +54,52 @@ func (h *httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		table = cfg.routes[lc.rdsName]
 	}
 	var rt *route
+	var view request[string]
 	if table != nil {
-		rt = table.matchRequest(r)
+		view = stdRequest(r)
+		rt = matchRoute(table, &view)
 	}
 	if rt == nil {
 		lc.stats.response(http.StatusNotFound)
 		localReply(w, http.StatusNotFound, reasonRouteNotFound)
 		return
 	}
-	c := cfg.clusters[rt.clusterName()]
+	name, wc := "", -1
+	if rt.forwards() {
+		name, wc = rt.pickCluster()
+	}
+	w, r, ok := h.serveRoute(w, r, cfg, lc, rt, &view, name, wc)
+	if !ok {
+		return
+	}
+	c := cfg.clusters[name]
 	if c == nil {
 		lc.stats.response(http.StatusServiceUnavailable)
 		localReply(w, http.StatusServiceUnavailable, reasonClusterNotFound)
 		return
 	}
 	c.stats.requests.Add(1)
-	ep, ok := c.pick()
+	st := c.state
+	if !st.br.Requests.TryAcquire() {
+		c.stats.upstreamOverflow.Add(1)
+		lc.stats.response(http.StatusServiceUnavailable)
+		c.stats.response(http.StatusServiceUnavailable)
+		localReply(w, http.StatusServiceUnavailable, reasonOverflow)
+		return
+	}
+	defer st.br.Requests.Release()
+	st.budget.Request()
+	t := &forwardTarget{cluster: c, listenerStats: lc.stats}
+	t.key, t.setCookie = stdHashKey(rt, c, r)
+	ep, ok := st.pick(t.key, nil, nil)
 	if !ok {
 		lc.stats.response(http.StatusServiceUnavailable)
 		c.stats.response(http.StatusServiceUnavailable)
 		localReply(w, http.StatusServiceUnavailable, reasonNoHealthy)
 		return
 	}
-	t := &forwardTarget{cluster: c, endpoint: ep, listenerStats: lc.stats}
+	t.ep, t.endpoint = ep, ep.addr
+	t.prepareRetry(rt, r)
 	if rt.timeout > 0 {
 		ctx, cancel := context.WithTimeoutCause(r.Context(), rt.timeout, errRouteTimeout)
 		defer cancel()

@@ -11,7 +11,7 @@
 //	│ listeners (bound sockets, kept while name+address+mode are unchanged)
 //	│   http: dispatcher ─► HTTP/1.1 fast path ─► route table ─► cluster ─► pooled h1 conns
 //	│           └─ anything else ─► handoff ─► net/http server ─► ReverseProxy ─► transport
-//	│   tcp:  accept ─► cluster ─► round-robin endpoint ─► copy both ways (half-close)
+//	│   tcp:  accept ─► cluster ─► load-balanced endpoint ─► copy both ways (half-close)
 //	└────────────────┴──────────────────────────────┘
 //	  tlsutil: TLS 1.3 mTLS, SPIFFE verification per handshake, secure naming
 //
@@ -51,9 +51,20 @@
 // than one "chunked", an invalid or conflicting Content-Length, bare LF,
 // whitespace before a colon, CTL bytes, obs-fold, no or several Host.
 // Expect: 100-continue is answered by the proxy (as Envoy does) and not
-// forwarded. An idempotent body-less request whose pooled upstream
-// connection turns out closed, with nothing received, is retried on a new
-// connection; anything else is 503 upstream_reset. A caller hanging up
+// forwarded. An idempotent request (body-less, or with a body read whole for
+// a retry policy) whose pooled upstream connection turns out closed, with
+// nothing received, is resent on a new connection; that is not a retry.
+//
+// Upstream resilience (cluster_state.go; decisions in the lb, breaker, retry
+// and outlier packages, the same on both paths): each cluster balances with
+// its lb_policy over its healthy endpoints minus those outlier detection
+// ejected (all of them below healthy_panic_threshold); circuit breakers
+// bound requests, retries, connections and requests waiting for one (503
+// upstream_overflow); the route's retry_policy retries attempts with
+// Envoy's conditions, per-try timeouts and jittered back-off, within the
+// route timeout and the cluster's retry budget; request bodies up to 64 KiB
+// are kept for retries. A cluster whose settings are unchanged keeps this
+// state across updates, endpoints included by address. A caller hanging up
 // while the upstream is slow is noticed by a short-lived helper started
 // only after 20ms (downstream_cancelled).
 //
@@ -117,6 +128,8 @@ type Proxy struct {
 	ownID ownIDCache
 	bufs  bufferPools
 
+	mirrors mirrorSender // request mirror copies in flight (mirror.go)
+
 	legacyHTTP1 bool
 
 	ctx    context.Context // owns every goroutine of the proxy
@@ -175,13 +188,7 @@ func (p *Proxy) Update(set *resources.Set) error {
 	}
 	p.cfg.Store(cfg)
 	p.commitListeners(started, closing)
-	if prev != nil {
-		for name, old := range prev.clusters {
-			if c := cfg.clusters[name]; c == nil || c.up != old.up {
-				old.up.closeIdle() // in-flight requests keep their connections
-			}
-		}
-	}
+	cfg.commitClusters(prev)
 	p.log.Info("config applied", "listeners", len(cfg.listeners), "routes", len(cfg.routes),
 		"clusters", len(cfg.clusters), "endpoints", len(set.Endpoints))
 	return nil
@@ -225,11 +232,10 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	}
 	p.cancel() // force-closes whatever still drains
 	p.wg.Wait()
+	p.mirrors.close()
 	<-done
 	if cfg := p.cfg.Load(); cfg != nil {
-		for _, c := range cfg.clusters {
-			c.up.closeIdle()
-		}
+		cfg.stopClusters()
 	}
 	return err
 }

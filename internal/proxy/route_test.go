@@ -4,7 +4,6 @@ import (
 	"math"
 	"net/http/httptest"
 	"strings"
-	"sync/atomic"
 	"testing"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
@@ -152,7 +151,7 @@ func TestWeightedPickDistribution(t *testing.T) {
 
 func TestRoundRobinHealthyOnly(t *testing.T) {
 	cla := proxytest.CLA(t, "c", []string{"127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3", "127.0.0.1:4"}, "127.0.0.1:2")
-	c := &cluster{endpoints: healthyEndpoints(cla), next: new(atomic.Uint64)}
+	c := testCluster(healthyEndpoints(cla))
 	var got []string
 	for range 6 {
 		ep, ok := c.pick()
@@ -165,7 +164,7 @@ func TestRoundRobinHealthyOnly(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("round robin (-want +got):\n%s", diff)
 	}
-	empty := &cluster{next: new(atomic.Uint64)}
+	empty := testCluster(nil)
 	if _, ok := empty.pick(); ok {
 		t.Error("pick from a cluster without endpoints succeeded")
 	}

@@ -6,6 +6,8 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+
+	"github.com/trellis-mesh/trellis/internal/proxy/outlier"
 )
 
 // endpointStats are the counters of one listener or cluster. They are
@@ -24,6 +26,20 @@ type endpointStats struct {
 	connectFailures atomic.Uint64
 	tlsFailures     atomic.Uint64
 	active          atomic.Int64 // open connections
+	// Route features (listeners): injected faults, refused or limited
+	// requests, mirror copies answered and dropped.
+	faultDelays    atomic.Uint64
+	faultAborts    atomic.Uint64
+	rateLimited    atomic.Uint64
+	mirrorsSent    atomic.Uint64
+	mirrorsDropped atomic.Uint64
+
+	// Clusters only: circuit breaking, retries, outlier detection.
+	upstreamOverflow    atomic.Uint64 // refused by a circuit breaker (Envoy's UO flag)
+	retries             atomic.Uint64
+	retriesExhausted    atomic.Uint64 // retries refused by the retry budget or max_retries
+	retriesBodyTooLarge atomic.Uint64 // retry policies skipped: body over 64 KiB or of unknown length
+	outlier             outlier.Counters
 }
 
 func (s *endpointStats) response(code int) {
@@ -91,7 +107,23 @@ func (r *statsRegistry) write(w io.Writer) {
 				fmt.Sprintf("%supstream_connect_failures %d", p, s.connectFailures.Load()),
 				fmt.Sprintf("%stls_handshake_failures %d", p, s.tlsFailures.Load()),
 				fmt.Sprintf("%sactive_connections %d", p, s.active.Load()),
+				fmt.Sprintf("%sfault_delays_injected %d", p, s.faultDelays.Load()),
+				fmt.Sprintf("%sfault_aborts_injected %d", p, s.faultAborts.Load()),
+				fmt.Sprintf("%srate_limited %d", p, s.rateLimited.Load()),
+				fmt.Sprintf("%smirrors_sent %d", p, s.mirrorsSent.Load()),
+				fmt.Sprintf("%smirrors_dropped %d", p, s.mirrorsDropped.Load()),
 			)
+			if prefix == "cluster" {
+				lines = append(lines,
+					fmt.Sprintf("%supstream_overflow %d", p, s.upstreamOverflow.Load()),
+					fmt.Sprintf("%sretries %d", p, s.retries.Load()),
+					fmt.Sprintf("%sretries_budget_exhausted %d", p, s.retriesExhausted.Load()),
+					fmt.Sprintf("%sretries_body_too_large %d", p, s.retriesBodyTooLarge.Load()),
+					fmt.Sprintf("%soutlier_ejections_active %d", p, s.outlier.EjectionsActive.Load()),
+					fmt.Sprintf("%soutlier_ejections_total %d", p, s.outlier.EjectionsTotal.Load()),
+					fmt.Sprintf("%soutlier_ejections_overflow %d", p, s.outlier.EjectionsOverflow.Load()),
+				)
+			}
 		}
 	}
 	add("listener", r.listeners)

@@ -6,11 +6,13 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/trellis-mesh/trellis/internal/proxy/lb"
 	"github.com/trellis-mesh/trellis/internal/proxy/tlsutil"
 )
 
@@ -111,22 +113,36 @@ func (s *tcpServer) handle(down net.Conn) {
 		}
 		down = tc
 	}
-	c := cfg.clusters[lc.tcpCluster]
+	name := lc.tcpClusterName()
+	c := cfg.clusters[name]
 	if c == nil {
-		log.Warn("tcp cluster not found", "cluster", lc.tcpCluster)
+		log.Warn("tcp cluster not found", "cluster", name)
 		return
 	}
 	c.stats.requests.Add(1)
-	ep, ok := c.pick()
+	st := c.state
+	if !st.br.Connections.TryAcquire() {
+		c.stats.upstreamOverflow.Add(1)
+		log.Warn("upstream overflow: max_connections reached", "cluster", c.name)
+		return
+	}
+	defer st.br.Connections.Release()
+	ep, ok := st.pick(lb.Key{}, nil, nil)
 	if !ok {
 		log.Warn("no healthy upstream", "cluster", c.name)
 		return
 	}
-	up, err := dialUpstream(ctx, c, s.p.id, ep)
+	st.begin(ep)
+	defer st.end(ep)
+	up, err := dialUpstream(ctx, c, s.p.id, ep.addr)
 	if err != nil {
-		log.Warn("upstream connect failed", "cluster", c.name, "endpoint", ep, "error", err)
+		// As Envoy's tcp_proxy: a connect failure counts for outlier
+		// detection (as a 503), a connect success resets the counters.
+		st.report(ep, http.StatusServiceUnavailable)
+		log.Warn("upstream connect failed", "cluster", c.name, "endpoint", ep.addr, "error", err)
 		return
 	}
+	st.report(ep, http.StatusOK)
 	defer up.Close()
 	stopUp := context.AfterFunc(ctx, func() { _ = up.Close() })
 	defer stopUp()

@@ -3,13 +3,17 @@ package proxy
 import (
 	"fmt"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+
+	"github.com/trellis-mesh/trellis/internal/proxy/breaker"
+	"github.com/trellis-mesh/trellis/internal/proxy/lb"
+	"github.com/trellis-mesh/trellis/internal/proxy/outlier"
+	"github.com/trellis-mesh/trellis/internal/proxy/retry"
 )
 
 const httpProtocolOptionsKey = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
@@ -23,31 +27,29 @@ const defaultConnectTimeout = 5 * time.Second
 // from eds (the Set's ClusterLoadAssignment of the same name, or of
 // eds_cluster_config.service_name); a missing assignment means no endpoints.
 func translateCluster(c *clusterv3.Cluster, eds map[string]*endpointv3.ClusterLoadAssignment) (*cluster, error) {
-	out := &cluster{name: c.GetName(), connectTimeout: defaultConnectTimeout, next: new(atomic.Uint64)}
+	out := &cluster{name: c.GetName(), connectTimeout: defaultConnectTimeout}
 	if d := c.GetConnectTimeout(); d != nil {
 		if err := d.CheckValid(); err != nil || d.AsDuration() <= 0 {
 			return nil, fmt.Errorf("connect_timeout: invalid duration")
 		}
 		out.connectTimeout = d.AsDuration()
 	}
-	if c.GetLbPolicy() != clusterv3.Cluster_ROUND_ROBIN {
-		return nil, fmt.Errorf("lb_policy: %s not supported, want ROUND_ROBIN", c.GetLbPolicy())
+	pol, err := translateClusterPolicy(c)
+	if err != nil {
+		return nil, err
 	}
-	if c.GetLoadBalancingPolicy() != nil || c.GetLbSubsetConfig() != nil || c.GetRingHashLbConfig() != nil ||
-		c.GetMaglevLbConfig() != nil || c.GetLeastRequestLbConfig() != nil {
-		return nil, fmt.Errorf("load_balancing_policy/lb_subset_config/lb_config: not supported")
-	}
-	if len(c.GetHealthChecks()) > 0 || c.GetOutlierDetection() != nil || c.GetCircuitBreakers() != nil {
-		return nil, fmt.Errorf("health_checks/outlier_detection/circuit_breakers: not supported")
+	out.policy = pol
+	if len(c.GetHealthChecks()) > 0 {
+		return nil, fmt.Errorf("health_checks: not supported")
 	}
 	if len(c.GetTransportSocketMatches()) > 0 || len(c.GetFilters()) > 0 {
 		return nil, fmt.Errorf("transport_socket_matches/filters: not supported")
 	}
-	h2, err := clusterHTTP2(c)
+	h2, pool, err := clusterProtocol(c)
 	if err != nil {
 		return nil, err
 	}
-	out.http2 = h2
+	out.http2, out.pool = h2, pool
 	if ts := c.GetTransportSocket(); ts != nil {
 		ut, err := translateUpstreamTLS(ts, h2)
 		if err != nil {
@@ -80,21 +82,53 @@ func translateCluster(c *clusterv3.Cluster, eds map[string]*endpointv3.ClusterLo
 	return out, nil
 }
 
-// clusterHTTP2 reports whether the cluster speaks HTTP/2 to its endpoints.
-func clusterHTTP2(c *clusterv3.Cluster) (bool, error) {
-	//nolint:staticcheck // deprecated field still accepted.
+// translateClusterPolicy reads the load balancer, circuit breakers, outlier
+// detection and the retry budget (cluster metadata) of a Cluster.
+func translateClusterPolicy(c *clusterv3.Cluster) (clusterPolicy, error) {
+	var pol clusterPolicy
+	var err error
+	if pol.lb, err = lb.Translate(c); err != nil {
+		return pol, err
+	}
+	if pol.limits, err = breaker.Translate(c.GetCircuitBreakers()); err != nil {
+		return pol, fmt.Errorf("circuit_breakers.%w", err)
+	}
+	if pol.outlier, err = outlier.Translate(c.GetOutlierDetection()); err != nil {
+		return pol, fmt.Errorf("outlier_detection.%w", err)
+	}
+	if pol.budget, err = retry.TranslateBudget(c.GetMetadata()); err != nil {
+		return pol, err
+	}
+	return pol, nil
+}
+
+// clusterProtocol reports whether the cluster speaks HTTP/2 to its
+// endpoints, and reads the connection pool options of
+// common_http_protocol_options (the typed HttpProtocolOptions, or the
+// deprecated Cluster fields it replaces).
+func clusterProtocol(c *clusterv3.Cluster) (bool, poolOptions, error) {
+	var pool poolOptions
+	//nolint:staticcheck // deprecated fields still accepted.
 	h2 := c.GetHttp2ProtocolOptions() != nil
+	//nolint:staticcheck // deprecated fields still accepted.
+	if err := pool.apply(c.GetCommonHttpProtocolOptions()); err != nil {
+		return false, pool, fmt.Errorf("common_http_protocol_options.%w", err)
+	}
+	//nolint:staticcheck // deprecated fields still accepted.
+	if v := c.GetMaxRequestsPerConnection(); v != nil {
+		pool.maxRequestsPerConn = v.GetValue()
+	}
 	for key, a := range c.GetTypedExtensionProtocolOptions() {
 		if key != httpProtocolOptionsKey {
-			return false, fmt.Errorf("typed_extension_protocol_options[%q]: not supported", key)
+			return false, pool, fmt.Errorf("typed_extension_protocol_options[%q]: not supported", key)
 		}
 		var o httpv3.HttpProtocolOptions
 		if err := unpackAny(a, typeHTTPProtocolOptions, &o); err != nil {
-			return false, fmt.Errorf("typed_extension_protocol_options[%q].%w", key, err)
+			return false, pool, fmt.Errorf("typed_extension_protocol_options[%q].%w", key, err)
 		}
 		ex, ok := o.GetUpstreamProtocolOptions().(*httpv3.HttpProtocolOptions_ExplicitHttpConfig_)
 		if !ok {
-			return false, fmt.Errorf("typed_extension_protocol_options[%q].upstream_protocol_options: %T not supported, want explicit_http_config", key, o.GetUpstreamProtocolOptions())
+			return false, pool, fmt.Errorf("typed_extension_protocol_options[%q].upstream_protocol_options: %T not supported, want explicit_http_config", key, o.GetUpstreamProtocolOptions())
 		}
 		switch ex.ExplicitHttpConfig.GetProtocolConfig().(type) {
 		case *httpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions:
@@ -102,10 +136,44 @@ func clusterHTTP2(c *clusterv3.Cluster) (bool, error) {
 		case *httpv3.HttpProtocolOptions_ExplicitHttpConfig_HttpProtocolOptions:
 			h2 = false
 		default:
-			return false, fmt.Errorf("typed_extension_protocol_options[%q].explicit_http_config: only http_protocol_options or http2_protocol_options supported", key)
+			return false, pool, fmt.Errorf("typed_extension_protocol_options[%q].explicit_http_config: only http_protocol_options or http2_protocol_options supported", key)
+		}
+		if err := pool.apply(o.GetCommonHttpProtocolOptions()); err != nil {
+			return false, pool, fmt.Errorf("typed_extension_protocol_options[%q].common_http_protocol_options.%w", key, err)
+		}
+		if o.GetUpstreamHttpProtocolOptions() != nil || len(o.GetHttpFilters()) > 0 || o.GetHeaderValidationConfig() != nil ||
+			o.GetOutlierDetection() != nil || len(o.GetRequestMirrorPolicies()) > 0 || len(o.GetHashPolicy()) > 0 || o.GetRetryPolicy() != nil {
+			return false, pool, fmt.Errorf("typed_extension_protocol_options[%q]: only upstream_protocol_options and common_http_protocol_options supported", key)
 		}
 	}
-	return h2, nil
+	return h2, pool, nil
+}
+
+// apply reads common_http_protocol_options into the pool options.
+func (p *poolOptions) apply(o *corev3.HttpProtocolOptions) error {
+	if o == nil {
+		return nil
+	}
+	if o.GetMaxHeadersCount() != nil || o.GetMaxResponseHeadersKb() != nil || o.GetMaxStreamDuration() != nil ||
+		o.GetHeadersWithUnderscoresAction() != corev3.HttpProtocolOptions_ALLOW || o.GetMaxConnectionDurationJitter() != nil {
+		return fmt.Errorf("max_headers_count/max_response_headers_kb/max_stream_duration/headers_with_underscores_action/max_connection_duration_jitter: not supported")
+	}
+	if d := o.GetIdleTimeout(); d != nil {
+		if err := d.CheckValid(); err != nil || d.AsDuration() < 0 {
+			return fmt.Errorf("idle_timeout: invalid duration")
+		}
+		p.idleTimeout, p.idleTimeoutSet = d.AsDuration(), true
+	}
+	if d := o.GetMaxConnectionDuration(); d != nil {
+		if err := d.CheckValid(); err != nil || d.AsDuration() < 0 {
+			return fmt.Errorf("max_connection_duration: invalid duration")
+		}
+		p.maxConnDuration = d.AsDuration()
+	}
+	if v := o.GetMaxRequestsPerConnection(); v != nil {
+		p.maxRequestsPerConn = v.GetValue()
+	}
+	return nil
 }
 
 // validateCLA checks that every endpoint has a usable socket address.
@@ -145,11 +213,13 @@ func healthyEndpoints(cla *endpointv3.ClusterLoadAssignment) []string {
 	return out
 }
 
-// fingerprint identifies the settings an upstream transport depends on;
-// endpoints are not part of it (they are chosen per request).
+// fingerprint identifies the settings an upstream transport and its
+// connection pool depend on; endpoints are not part of it (they are chosen
+// per request).
 func (c *cluster) fingerprint() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "h2=%t ct=%s", c.http2, c.connectTimeout)
+	fmt.Fprintf(&b, "h2=%t ct=%s pool=%+v maxconn=%d maxpending=%d", c.http2, c.connectTimeout, c.pool,
+		c.policy.limits.MaxConnections, c.policy.limits.MaxPendingRequests)
 	if c.tls != nil {
 		fmt.Fprintf(&b, " tls alpn=%v allowed=%v", c.tls.alpn, c.tls.allowed)
 	}

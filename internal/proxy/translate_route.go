@@ -2,18 +2,37 @@ package proxy
 
 import (
 	"fmt"
-	"net/textproto"
-	"regexp"
 	"slices"
-	"strings"
+	"strconv"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+
+	"github.com/trellis-mesh/trellis/internal/proxy/lb"
+	"github.com/trellis-mesh/trellis/internal/proxy/retry"
 )
 
-// translateRouteConfig turns a RouteConfiguration into a routeTable. Only one
-// virtual host, matching every authority ("*"), is supported.
+// defaultMaxDirectResponseBody is Envoy's max_direct_response_body_size_bytes.
+const defaultMaxDirectResponseBody = 4096
+
+// translateRouteConfig turns an RDS RouteConfiguration into a routeTable.
 func translateRouteConfig(rc *routev3.RouteConfiguration) (*routeTable, error) {
+	return translateRouteConfigIn(rc, "rds:"+rc.GetName())
+}
+
+// routeScope is what the routes of one virtual host inherit.
+type routeScope struct {
+	scope        string // identity of the virtual host (rate limit buckets)
+	reqLevels    []mutationLevel
+	respLevels   []mutationLevel // virtual host then route configuration
+	specificWins bool            // most_specific_header_mutations_wins
+	vhFilters    []filterConfig
+	maxBody      uint32
+}
+
+// translateRouteConfigIn translates a RouteConfiguration; scope identifies
+// it (an RDS name, or the listener of an inline one). Only one virtual
+// host, matching every authority ("*"), is supported.
+func translateRouteConfigIn(rc *routev3.RouteConfiguration, scope string) (*routeTable, error) {
 	vhs := rc.GetVirtualHosts()
 	if len(vhs) != 1 {
 		return nil, fmt.Errorf("virtual_hosts: %d virtual hosts, want exactly 1", len(vhs))
@@ -22,16 +41,51 @@ func translateRouteConfig(rc *routev3.RouteConfiguration) (*routeTable, error) {
 	if !slices.Contains(vh.GetDomains(), "*") {
 		return nil, fmt.Errorf("virtual_hosts[0].domains: must contain \"*\"")
 	}
-	if vh.GetRequireTls() != routev3.VirtualHost_NONE || len(vh.GetRequestHeadersToAdd()) > 0 ||
-		len(vh.GetResponseHeadersToAdd()) > 0 || vh.GetRetryPolicy() != nil || len(vh.GetTypedPerFilterConfig()) > 0 {
-		return nil, fmt.Errorf("virtual_hosts[0]: require_tls/headers_to_add/retry_policy/typed_per_filter_config not supported")
+	if vh.GetRequireTls() != routev3.VirtualHost_NONE || vh.GetRetryPolicy() != nil {
+		return nil, fmt.Errorf("virtual_hosts[0]: require_tls/retry_policy not supported")
 	}
-	if len(rc.GetRequestHeadersToAdd()) > 0 || len(rc.GetResponseHeadersToAdd()) > 0 {
-		return nil, fmt.Errorf("request_headers_to_add/response_headers_to_add: not supported")
+	if len(vh.GetRequestMirrorPolicies()) > 0 {
+		return nil, fmt.Errorf("virtual_hosts[0].request_mirror_policies: not supported (set them on routes)")
+	}
+	if len(rc.GetTypedPerFilterConfig()) > 0 {
+		return nil, fmt.Errorf("typed_per_filter_config: not supported (set it on the virtual host or routes)")
+	}
+	cfgReq, err := translateHeaderLevel("request_headers_to_add", "request_headers_to_remove",
+		headerConfig{add: rc.GetRequestHeadersToAdd(), remove: rc.GetRequestHeadersToRemove()})
+	if err != nil {
+		return nil, err
+	}
+	cfgResp, err := translateHeaderLevel("response_headers_to_add", "response_headers_to_remove",
+		headerConfig{add: rc.GetResponseHeadersToAdd(), remove: rc.GetResponseHeadersToRemove()})
+	if err != nil {
+		return nil, err
+	}
+	vhReq, err := translateHeaderLevel("request_headers_to_add", "request_headers_to_remove",
+		headerConfig{add: vh.GetRequestHeadersToAdd(), remove: vh.GetRequestHeadersToRemove()})
+	if err != nil {
+		return nil, fmt.Errorf("virtual_hosts[0].%w", err)
+	}
+	vhResp, err := translateHeaderLevel("response_headers_to_add", "response_headers_to_remove",
+		headerConfig{add: vh.GetResponseHeadersToAdd(), remove: vh.GetResponseHeadersToRemove()})
+	if err != nil {
+		return nil, fmt.Errorf("virtual_hosts[0].%w", err)
+	}
+	rs := &routeScope{
+		scope:        scope + "/" + vh.GetName(),
+		reqLevels:    []mutationLevel{vhReq, cfgReq},
+		respLevels:   []mutationLevel{vhResp, cfgResp},
+		specificWins: rc.GetMostSpecificHeaderMutationsWins(),
+		maxBody:      defaultMaxDirectResponseBody,
+	}
+	if v := rc.GetMaxDirectResponseBodySizeBytes(); v != nil {
+		rs.maxBody = v.GetValue()
+	}
+	if rs.vhFilters, err = translatePerFilterConfigs(vh.GetTypedPerFilterConfig(), rs.scope); err != nil {
+		return nil, fmt.Errorf("virtual_hosts[0].%w", err)
 	}
 	rt := &routeTable{name: rc.GetName()}
 	for i, r := range vh.GetRoutes() {
-		tr, err := translateRoute(r)
+		tr, err := translateRoute(r, rs, i)
 		if err != nil {
 			return nil, fmt.Errorf("virtual_hosts[0].routes[%d].%w", i, err)
 		}
@@ -40,52 +94,173 @@ func translateRouteConfig(rc *routev3.RouteConfiguration) (*routeTable, error) {
 	return rt, nil
 }
 
-func translateRoute(r *routev3.Route) (*route, error) {
+// mutation joins a route's level (after the weighted cluster's, if any)
+// with the virtual host's and the route configuration's, in Envoy's order.
+func (rs *routeScope) mutation(inherited []mutationLevel, wc *mutationLevel, own mutationLevel) *headerMutation {
+	levels := make([]mutationLevel, 0, 4)
+	if wc != nil {
+		levels = append(levels, *wc) // always first, as Envoy's weighted cluster entry does
+	}
+	levels = append(levels, own)
+	levels = append(levels, inherited...)
+	if rs.specificWins {
+		slices.Reverse(levels[len(levels)-len(inherited)-1:]) // configuration, vhost, route
+	}
+	return buildMutation(levels...)
+}
+
+func translateRoute(r *routev3.Route, rs *routeScope, index int) (*route, error) {
 	m, err := translateMatch(r.GetMatch())
 	if err != nil {
 		return nil, fmt.Errorf("match.%w", err)
 	}
-	if len(r.GetRequestHeadersToAdd()) > 0 || len(r.GetRequestHeadersToRemove()) > 0 ||
-		len(r.GetResponseHeadersToAdd()) > 0 || len(r.GetResponseHeadersToRemove()) > 0 || len(r.GetTypedPerFilterConfig()) > 0 {
-		return nil, fmt.Errorf("headers_to_add/remove, typed_per_filter_config: not supported")
-	}
-	ra, ok := r.GetAction().(*routev3.Route_Route)
-	if !ok {
-		return nil, fmt.Errorf("action: %T not supported, want route", r.GetAction())
-	}
-	a := ra.Route
-	if a.GetPrefixRewrite() != "" || a.GetRegexRewrite() != nil || a.GetRetryPolicy() != nil ||
-		len(a.GetRequestMirrorPolicies()) > 0 || len(a.GetHashPolicy()) > 0 || a.GetHostRewriteSpecifier() != nil {
-		return nil, fmt.Errorf("route: prefix_rewrite/regex_rewrite/retry_policy/request_mirror_policies/hash_policy/host_rewrite not supported")
-	}
 	out := &route{match: m}
+	out.name = r.GetName()
+	id := out.name
+	if id == "" {
+		id = "#" + strconv.Itoa(index)
+	}
+	filters, err := translatePerFilterConfigs(r.GetTypedPerFilterConfig(), rs.scope+"/"+id)
+	if err != nil {
+		return nil, err
+	}
+	out.filters = append(filters, rs.vhFilters...)
+	req, err := translateHeaderLevel("request_headers_to_add", "request_headers_to_remove",
+		headerConfig{add: r.GetRequestHeadersToAdd(), remove: r.GetRequestHeadersToRemove()})
+	if err != nil {
+		return nil, err
+	}
+	resp, err := translateHeaderLevel("response_headers_to_add", "response_headers_to_remove",
+		headerConfig{add: r.GetResponseHeadersToAdd(), remove: r.GetResponseHeadersToRemove()})
+	if err != nil {
+		return nil, err
+	}
+	out.reqHeaders = rs.mutation(rs.reqLevels, nil, req)
+	out.respHeaders = rs.mutation(rs.respLevels, nil, resp)
+	switch a := r.GetAction().(type) {
+	case *routev3.Route_Route:
+		if err := translateRouteAction(a.Route, out, rs, req, resp); err != nil {
+			return nil, fmt.Errorf("route.%w", err)
+		}
+	case *routev3.Route_Redirect:
+		l, err := translateRedirect(a.Redirect)
+		if err != nil {
+			return nil, fmt.Errorf("redirect.%w", err)
+		}
+		out.local = l
+	case *routev3.Route_DirectResponse:
+		l, err := translateDirectResponse(a.DirectResponse, rs.maxBody)
+		if err != nil {
+			return nil, fmt.Errorf("direct_response.%w", err)
+		}
+		out.local = l
+	default:
+		return nil, fmt.Errorf("action: %T not supported, want route, redirect or direct_response", r.GetAction())
+	}
+	return out, nil
+}
+
+func translateRouteAction(a *routev3.RouteAction, out *route, rs *routeScope, req, resp mutationLevel) error {
+	var err error
+	if out.retry, err = retry.Translate(a.GetRetryPolicy()); err != nil {
+		return fmt.Errorf("retry_policy.%w", err)
+	}
+	if a.GetRetryPolicyTypedConfig() != nil {
+		return fmt.Errorf("retry_policy_typed_config: not supported")
+	}
+	if out.hash, err = lb.TranslateHashPolicy(a.GetHashPolicy()); err != nil {
+		return err
+	}
+	if a.GetPathRewritePolicy() != nil || a.GetPathRewrite() != "" {
+		return fmt.Errorf("path_rewrite_policy/path_rewrite: not supported")
+	}
 	if d := a.GetTimeout(); d != nil {
 		if err := d.CheckValid(); err != nil || d.AsDuration() < 0 {
-			return nil, fmt.Errorf("route.timeout: invalid duration")
+			return fmt.Errorf("timeout: invalid duration")
 		}
 		out.timeout = d.AsDuration()
+	}
+	rw, err := translatePathRewrite(a.GetPrefixRewrite(), a.GetRegexRewrite())
+	if err != nil {
+		return err
+	}
+	out.rewrite = rw
+	switch h := a.GetHostRewriteSpecifier().(type) {
+	case nil:
+	case *routev3.RouteAction_HostRewriteLiteral:
+		if out.hostRewrite, err = hostLine(h.HostRewriteLiteral); err != nil {
+			return fmt.Errorf("host_rewrite_literal: %w", err)
+		}
+	default:
+		return fmt.Errorf("host_rewrite_specifier: %T not supported, want host_rewrite_literal", h)
+	}
+	for i, mp := range a.GetRequestMirrorPolicies() {
+		p, err := translateMirrorPolicy(mp)
+		if err != nil {
+			return fmt.Errorf("request_mirror_policies[%d].%w", i, err)
+		}
+		out.mirrors = append(out.mirrors, p)
 	}
 	switch cs := a.GetClusterSpecifier().(type) {
 	case *routev3.RouteAction_Cluster:
 		if cs.Cluster == "" {
-			return nil, fmt.Errorf("route.cluster: empty")
+			return fmt.Errorf("cluster: empty")
 		}
 		out.cluster = cs.Cluster
 	case *routev3.RouteAction_WeightedClusters:
 		wc, err := translateWeighted(cs.WeightedClusters)
 		if err != nil {
-			return nil, fmt.Errorf("route.weighted_clusters.%w", err)
+			return fmt.Errorf("weighted_clusters.%w", err)
 		}
 		out.weighted = wc
+		if err := translateWeightedHeaders(cs.WeightedClusters, out, rs, req, resp); err != nil {
+			return fmt.Errorf("weighted_clusters.%w", err)
+		}
 	default:
-		return nil, fmt.Errorf("route.cluster_specifier: %T not supported, want cluster or weighted_clusters", cs)
+		return fmt.Errorf("cluster_specifier: %T not supported, want cluster or weighted_clusters", cs)
 	}
-	return out, nil
+	return nil
+}
+
+// translateWeightedHeaders gives each weighted cluster entry its own
+// mutation when any entry has headers or a host rewrite.
+func translateWeightedHeaders(w *routev3.WeightedCluster, out *route, rs *routeScope, req, resp mutationLevel) error {
+	used := false
+	wcs := make([]wcMutation, len(w.GetClusters()))
+	for i, c := range w.GetClusters() {
+		creq, err := translateHeaderLevel("request_headers_to_add", "request_headers_to_remove",
+			headerConfig{add: c.GetRequestHeadersToAdd(), remove: c.GetRequestHeadersToRemove()})
+		if err != nil {
+			return fmt.Errorf("clusters[%d].%w", i, err)
+		}
+		cresp, err := translateHeaderLevel("response_headers_to_add", "response_headers_to_remove",
+			headerConfig{add: c.GetResponseHeadersToAdd(), remove: c.GetResponseHeadersToRemove()})
+		if err != nil {
+			return fmt.Errorf("clusters[%d].%w", i, err)
+		}
+		var host *headerAdd
+		if lit := c.GetHostRewriteLiteral(); lit != "" {
+			if host, err = hostLine(lit); err != nil {
+				return fmt.Errorf("clusters[%d].host_rewrite_literal: %w", i, err)
+			}
+		}
+		if len(creq.add)+len(creq.remove)+len(cresp.add)+len(cresp.remove) > 0 || host != nil {
+			used = true
+		}
+		wcs[i] = wcMutation{req: rs.mutation(rs.reqLevels, &creq, req), resp: rs.mutation(rs.respLevels, &cresp, resp), host: host}
+	}
+	if used {
+		out.wcHeaders = wcs
+	}
+	return nil
 }
 
 func translateWeighted(w *routev3.WeightedCluster) (*weightedClusters, error) {
 	if len(w.GetClusters()) == 0 {
 		return nil, fmt.Errorf("clusters: empty")
+	}
+	if w.GetHeaderName() != "" || w.GetRandomValueSpecifier() != nil {
+		return nil, fmt.Errorf("header_name/random_value_specifier: not supported")
 	}
 	wc := &weightedClusters{}
 	var sum uint64
@@ -93,8 +268,8 @@ func translateWeighted(w *routev3.WeightedCluster) (*weightedClusters, error) {
 		if c.GetName() == "" {
 			return nil, fmt.Errorf("clusters[%d].name: empty", i)
 		}
-		if len(c.GetRequestHeadersToAdd()) > 0 || len(c.GetResponseHeadersToAdd()) > 0 || len(c.GetTypedPerFilterConfig()) > 0 {
-			return nil, fmt.Errorf("clusters[%d]: headers_to_add/typed_per_filter_config not supported", i)
+		if len(c.GetTypedPerFilterConfig()) > 0 || c.GetClusterHeader() != "" {
+			return nil, fmt.Errorf("clusters[%d]: typed_per_filter_config/cluster_header not supported", i)
 		}
 		sum += uint64(c.GetWeight().GetValue())
 		if sum > 1<<31 {
@@ -114,111 +289,15 @@ func translateWeighted(w *routev3.WeightedCluster) (*weightedClusters, error) {
 	return wc, nil
 }
 
-func translateMatch(m *routev3.RouteMatch) (routeMatch, error) {
-	rm := routeMatch{caseSensitive: true}
-	if cs := m.GetCaseSensitive(); cs != nil {
-		rm.caseSensitive = cs.GetValue()
+// hostLine validates a literal authority and returns it as a Host line.
+func hostLine(host string) (*headerAdd, error) {
+	if host == "" {
+		return nil, fmt.Errorf("empty")
 	}
-	if len(m.GetQueryParameters()) > 0 || m.GetGrpc() != nil || m.GetTlsContext() != nil ||
-		len(m.GetDynamicMetadata()) > 0 || m.GetRuntimeFraction() != nil || len(m.GetFilterState()) > 0 || len(m.GetCookies()) > 0 {
-		return rm, fmt.Errorf("query_parameters/grpc/tls_context/dynamic_metadata/runtime_fraction/filter_state/cookies: not supported")
-	}
-	switch ps := m.GetPathSpecifier().(type) {
-	case *routev3.RouteMatch_Prefix:
-		rm.kind, rm.value = pathPrefix, ps.Prefix
-	case *routev3.RouteMatch_Path:
-		rm.kind, rm.value = pathExact, ps.Path
-	case *routev3.RouteMatch_SafeRegex:
-		re, err := compileRegex(ps.SafeRegex, !rm.caseSensitive)
-		if err != nil {
-			return rm, fmt.Errorf("safe_regex.regex: %w", err)
+	for i := 0; i < len(host); i++ {
+		if c := host[i]; c <= ' ' || c == 0x7f || c == '/' || c == '?' || c == '#' || c == '@' {
+			return nil, fmt.Errorf("%q is not a valid authority", host)
 		}
-		rm.kind, rm.regex = pathRegex, re
-	default:
-		return rm, fmt.Errorf("path_specifier: %T not supported, want prefix, path or safe_regex", ps)
 	}
-	if !rm.caseSensitive {
-		rm.value = strings.ToLower(rm.value)
-	}
-	for i, h := range m.GetHeaders() {
-		hm, err := translateHeaderMatcher(h)
-		if err != nil {
-			return rm, fmt.Errorf("headers[%d].%w", i, err)
-		}
-		rm.headers = append(rm.headers, hm)
-	}
-	return rm, nil
-}
-
-// compileRegex compiles an RE2 regex that must match the whole input, as
-// Envoy's safe_regex does.
-func compileRegex(r *matcherv3.RegexMatcher, ignoreCase bool) (*regexp.Regexp, error) {
-	expr := r.GetRegex()
-	if expr == "" {
-		return nil, fmt.Errorf("empty regex")
-	}
-	prefix := ""
-	if ignoreCase {
-		prefix = "(?i)"
-	}
-	re, err := regexp.Compile(prefix + "^(?:" + expr + ")$")
-	if err != nil {
-		return nil, fmt.Errorf("invalid RE2 %q: %w", expr, err)
-	}
-	return re, nil
-}
-
-func translateHeaderMatcher(h *routev3.HeaderMatcher) (headerMatcher, error) {
-	hm := headerMatcher{invert: h.GetInvertMatch()}
-	name := h.GetName()
-	if name == "" {
-		return hm, fmt.Errorf("name: empty")
-	}
-	if strings.HasPrefix(name, ":") {
-		return hm, fmt.Errorf("name: pseudo-header %q not supported", name)
-	}
-	hm.name = textproto.CanonicalMIMEHeaderKey(name)
-	if h.GetTreatMissingHeaderAsEmpty() {
-		return hm, fmt.Errorf("treat_missing_header_as_empty: not supported")
-	}
-	// The deprecated specifiers are the string_match forms under other
-	// names: translate them to a StringMatcher and handle one shape.
-	var sm *matcherv3.StringMatcher
-	field := "string_match"
-	switch s := h.GetHeaderMatchSpecifier().(type) {
-	case *routev3.HeaderMatcher_ExactMatch:
-		sm, field = &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: s.ExactMatch}}, "exact_match"
-	case *routev3.HeaderMatcher_PrefixMatch:
-		sm, field = &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: s.PrefixMatch}}, "prefix_match"
-	case *routev3.HeaderMatcher_SafeRegexMatch:
-		sm, field = &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_SafeRegex{SafeRegex: s.SafeRegexMatch}}, "safe_regex_match"
-	case *routev3.HeaderMatcher_StringMatch:
-		sm = s.StringMatch
-	case *routev3.HeaderMatcher_PresentMatch:
-		hm.kind = headerPresent
-		if !s.PresentMatch {
-			hm.invert = !hm.invert
-		}
-		return hm, nil
-	default:
-		return hm, fmt.Errorf("header_match_specifier: %T not supported", s)
-	}
-	if sm.GetIgnoreCase() {
-		return hm, fmt.Errorf("%s.ignore_case: not supported", field)
-	}
-	switch p := sm.GetMatchPattern().(type) {
-	case *matcherv3.StringMatcher_Exact:
-		hm.kind, hm.value = headerExact, p.Exact
-	case *matcherv3.StringMatcher_Prefix:
-		hm.kind, hm.value = headerPrefix, p.Prefix
-	case *matcherv3.StringMatcher_SafeRegex:
-		hm.kind = headerRegex
-		var err error
-		if hm.regex, err = compileRegex(p.SafeRegex, false); err != nil {
-			return hm, fmt.Errorf("%s.regex: %w", field, err)
-		}
-	default:
-		return hm, fmt.Errorf("%s: %T not supported", field, p)
-	}
-	return hm, nil
+	return &headerAdd{name: "Host", value: host, line: []byte("Host: " + host + "\r\n"), action: overwriteIfExistsOrAdd}, nil
 }

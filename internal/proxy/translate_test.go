@@ -106,8 +106,8 @@ func TestBuildInvalid(t *testing.T) {
 			s.Routes[outName].VirtualHosts[0].Routes[0].Match.Headers[0].HeaderMatchSpecifier = &routev3.HeaderMatcher_SafeRegexMatch{SafeRegexMatch: &matcherv3.RegexMatcher{Regex: "[z-a]"}}
 		}, []string{`route configuration "outbound|8080|server"`, "headers[0].safe_regex_match.regex"}},
 		{"unknown lb policy", func(t *testing.T, s *resources.Set) {
-			s.Clusters[outCluster].LbPolicy = clusterv3.Cluster_RING_HASH
-		}, []string{`cluster "outbound|8080||server"`, "lb_policy", "RING_HASH"}},
+			s.Clusters[outCluster].LbPolicy = clusterv3.Cluster_CLUSTER_PROVIDED
+		}, []string{`cluster "outbound|8080||server"`, "lb_policy", "CLUSTER_PROVIDED"}},
 		{"unknown network filter", func(t *testing.T, s *resources.Set) {
 			s.Listeners[outName].FilterChains[0].Filters[0].ConfigType = &listenerv3.Filter_TypedConfig{TypedConfig: proxytest.Any(t, &clusterv3.Cluster{})}
 		}, []string{`listener "outbound|8080|server"`, "filters[0]", "unknown filter type"}},
@@ -146,11 +146,11 @@ func TestBuildInvalid(t *testing.T) {
 			s.Endpoints[outCluster].Endpoints[0].LbEndpoints[0].GetEndpoint().Address.GetSocketAddress().PortSpecifier = nil
 		}, []string{`cluster load assignment "outbound|8080||server"`, "port_value"}},
 		{"unsupported route action", func(t *testing.T, s *resources.Set) {
-			s.Routes[outName].VirtualHosts[0].Routes[1].Action = &routev3.Route_DirectResponse{DirectResponse: &routev3.DirectResponseAction{Status: 200}}
+			s.Routes[outName].VirtualHosts[0].Routes[1].Action = &routev3.Route_NonForwardingAction{NonForwardingAction: &routev3.NonForwardingAction{}}
 		}, []string{"routes[1].action"}},
 		{"circuit breakers", func(t *testing.T, s *resources.Set) {
-			s.Clusters[outCluster].CircuitBreakers = &clusterv3.CircuitBreakers{}
-		}, []string{"circuit_breakers"}},
+			s.Clusters[outCluster].CircuitBreakers = &clusterv3.CircuitBreakers{PerHostThresholds: []*clusterv3.CircuitBreakers_Thresholds{{}}}
+		}, []string{"circuit_breakers.per_host_thresholds"}},
 		{"two virtual hosts", func(t *testing.T, s *resources.Set) {
 			vh := s.Routes[outName].VirtualHosts
 			s.Routes[outName].VirtualHosts = append(vh, vh[0])

@@ -69,9 +69,13 @@ func newUpstream(c *cluster, id tlsutil.Identity) *upstream {
 	// The transport is shared by every config that keeps the same
 	// fingerprint, so it must not capture c (its endpoints are per config).
 	dialCluster := &cluster{name: c.name, connectTimeout: c.connectTimeout, tls: c.tls, stats: c.stats}
+	idle := upstreamIdleTime
+	if c.pool.idleTimeoutSet {
+		idle = c.pool.idleTimeout // 0: no limit, as in Envoy
+	}
 	t := &http.Transport{
 		MaxIdleConnsPerHost:   256,
-		IdleConnTimeout:       90 * time.Second,
+		IdleConnTimeout:       idle,
 		DisableCompression:    true,
 		ExpectContinueTimeout: time.Second,
 		HTTP2: &http.HTTP2Config{
@@ -87,10 +91,14 @@ func newUpstream(c *cluster, id tlsutil.Identity) *upstream {
 	}
 	up.h1 = newH1Pool(func(ctx context.Context, addr string) (net.Conn, error) {
 		return dialUpstream(ctx, dialCluster, id, addr)
-	})
+	}, c.pool, c.policy.limits.MaxConnections, c.policy.limits.MaxPendingRequests)
 	up.closeIdle = func() {
 		t.CloseIdleConnections()
 		up.h1.closeIdle()
+	}
+	up.retire = func() {
+		t.CloseIdleConnections()
+		up.h1.retire()
 	}
 	switch {
 	case c.tls == nil && c.http2:
@@ -101,6 +109,7 @@ func newUpstream(c *cluster, id tlsutil.Identity) *upstream {
 		up.scheme = "http"
 		t.DialContext = dial
 		t.Protocols.SetHTTP1(true)
+		t.MaxConnsPerHost = maxConnsPerHost(c)
 	case c.http2:
 		up.scheme = "https"
 		t.DialTLSContext = dial
@@ -110,8 +119,19 @@ func newUpstream(c *cluster, id tlsutil.Identity) *upstream {
 		up.scheme = "https"
 		t.DialTLSContext = dial
 		t.Protocols.SetHTTP1(true)
+		t.MaxConnsPerHost = maxConnsPerHost(c)
 	}
 	return up
+}
+
+// maxConnsPerHost applies max_connections to the net/http transport of an
+// HTTP/1.1 cluster (the legacy path). net/http limits per endpoint, not per
+// cluster, and queues without a max_pending_requests bound.
+func maxConnsPerHost(c *cluster) int {
+	if n := c.policy.limits.MaxConnections; n > 0 && n < 1<<30 {
+		return int(n)
+	}
+	return 0
 }
 
 // countedConn decrements a gauge once when closed.
