@@ -157,3 +157,25 @@ func TestRetryBudgetCapsLoad(t *testing.T) {
 		}
 	})
 }
+
+// TestUpgradeWithResilience: a WebSocket-style upgrade through a
+// LEAST_REQUEST cluster with a retry policy (both wrap the net/http path's
+// attempts) still hands over the upgraded connection.
+func TestUpgradeWithResilience(t *testing.T) {
+	a := &app{name: "ws", addr: serveApp(t, upgradeApp())}
+	m := newRMesh(t, false, false, []*app{a},
+		func(c *clusterv3.Cluster) { c.LbPolicy = clusterv3.Cluster_LEAST_REQUEST },
+		rroute("/", 0, retryPolicy("5xx", 2, func(p *routev3.RetryPolicy) { p.PerTryTimeout = durationpb.New(200 * time.Millisecond) })))
+	conn, br := rawConn(t, m.addr)
+	mustWrite(t, conn, "GET /ws HTTP/1.1\r\nHost: server\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+	res, err := http.ReadResponse(br, nil)
+	if err != nil || res.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade: %v %v", res, err)
+	}
+	time.Sleep(300 * time.Millisecond) // past the per-try timeout: not applied to the upgraded connection
+	mustWrite(t, conn, "ping")
+	buf := make([]byte, 4)
+	if _, err := io.ReadFull(br, buf); err != nil || string(buf) != "ping" {
+		t.Fatalf("echo %q %v", buf, err)
+	}
+}

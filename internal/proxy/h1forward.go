@@ -54,14 +54,8 @@ func (dc *downConn) forward(lc *listenerConfig, c *cluster, rt *route, n int) bo
 			return dc.localReply(dc.headLeft(headStart, n), http.StatusServiceUnavailable, reasonNoHealthy, !dc.bodyDone)
 		}
 		dc.rs.tried = append(dc.rs.tried, ep)
-		tryDeadline := deadline
-		if pol != nil && pol.PerTryTimeout > 0 {
-			if t := time.Now().Add(pol.PerTryTimeout); deadline.IsZero() || t.Before(deadline) {
-				tryDeadline = t
-			}
-		}
 		st.begin(ep)
-		a := dc.attempt(c, ep, headStart, n, tryDeadline, hasBody, pol)
+		a := dc.attempt(c, ep, headStart, n, deadline, hasBody, pol)
 		if a.gone {
 			st.end(ep)
 			lc.stats.downstreamGone.Add(1)

@@ -184,7 +184,10 @@ func (p *h1Pool) takeIdleLocked(ep string, now time.Time) (*upConn, []*upConn) {
 		stale = append(stale, c)
 		p.releaseLocked(c.ep)
 	}
-	if _, ok := p.idle[ep]; ok {
+	switch _, ok := p.idle[ep]; {
+	case ok && len(conns) == 0 && p.perEP[ep] == 0:
+		delete(p.idle, ep) // no connection left to come back: forget the endpoint
+	case ok:
 		p.idle[ep] = conns // an empty list is kept: put reuses its array
 	}
 	if uc != nil {

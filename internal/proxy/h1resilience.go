@@ -50,10 +50,13 @@ type attemptResult struct {
 	gone    bool
 }
 
-// attempt sends the request to ep and reads the response head, within
-// deadline. An idempotent request whose pooled connection turns out closed
-// with nothing received is resent on another connection, at most 3 times
-// (that is not a retry of the policy: nothing reached the upstream).
+// attempt sends the request to ep and reads the response head, within the
+// route deadline; once the request is sent, the policy's per_try_timeout
+// also bounds the rest of the attempt (the response included), as Envoy
+// starts its per-try timer then. An idempotent request whose pooled
+// connection turns out closed with nothing received is resent on another
+// connection, at most 3 times (not a retry of the policy: nothing reached
+// the upstream).
 func (dc *downConn) attempt(c *cluster, ep *endpoint, headStart, n int, deadline time.Time, hasBody bool, pol *retry.Policy) attemptResult {
 	stale := (!hasBody || dc.rs.buffered) && idempotent(dc.req.method)
 	for try := 0; ; try++ {
@@ -63,6 +66,13 @@ func (dc *downConn) attempt(c *cluster, ep *endpoint, headStart, n int, deadline
 		}
 		dc.cur.Store(uc)
 		clientErr, err := dc.sendRequest(uc, headStart+n, hasBody)
+		tryDeadline := deadline
+		if err == nil && pol != nil && pol.PerTryTimeout > 0 {
+			if t := time.Now().Add(pol.PerTryTimeout); deadline.IsZero() || t.Before(deadline) {
+				tryDeadline = t
+				uc.setDeadline(t)
+			}
+		}
 		var resN int
 		if err == nil {
 			resN, err = dc.readResponseHead(uc)
@@ -79,7 +89,7 @@ func (dc *downConn) attempt(c *cluster, ep *endpoint, headStart, n int, deadline
 		if stale && reused && nothingBack && try < 3 && !timedOut(deadline) {
 			continue // the pooled connection was closed by the upstream; nothing reached it
 		}
-		return attemptResult{err: err, outcome: failureOutcome(err, deadline, true)}
+		return attemptResult{err: err, outcome: failureOutcome(err, tryDeadline, true)}
 	}
 }
 

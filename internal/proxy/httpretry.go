@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"slices"
 	"strings"
 	"sync"
@@ -29,8 +30,9 @@ var (
 // makes the request not retriable, counted).
 func (t *forwardTarget) prepareRetry(rt *route, r *http.Request) {
 	pol := rt.retry
-	if pol == nil || pol.NumRetries == 0 || !retry.Eligible[string](pol, stdRequestHeaders{r}) {
-		return
+	if pol == nil || pol.NumRetries == 0 || r.Header.Get("Upgrade") != "" ||
+		!retry.Eligible[string](pol, stdRequestHeaders{r}) {
+		return // an upgrade (WebSocket) is not retried: its response is a connection
 	}
 	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
 		if r.ContentLength > retry.MaxBufferedBody {
@@ -94,7 +96,7 @@ func (t *forwardTarget) roundTrip(r *http.Request) (*http.Response, error) {
 		}
 		actx, cancel := ctx, context.CancelFunc(func() {})
 		if pol != nil && pol.PerTryTimeout > 0 {
-			actx, cancel = context.WithTimeoutCause(ctx, pol.PerTryTimeout, errPerTryTimeout)
+			actx, cancel = perTryContext(ctx, pol.PerTryTimeout)
 			req = req.WithContext(actx)
 		}
 		st.begin(ep)
@@ -113,7 +115,9 @@ func (t *forwardTarget) roundTrip(r *http.Request) (*http.Response, error) {
 				}
 				return nil, err
 			}
-			if st.trackActive || pol != nil && pol.PerTryTimeout > 0 {
+			if (st.trackActive || pol != nil && pol.PerTryTimeout > 0) && res.StatusCode != http.StatusSwitchingProtocols {
+				// (A 101's body is the upgraded connection: ReverseProxy
+				// needs it unwrapped.)
 				res.Body = &attemptBody{ReadCloser: res.Body, st: st, ep: ep, cancel: cancel}
 			} else {
 				st.end(ep)
@@ -172,6 +176,35 @@ func attemptOutcome(res *http.Response, err error, actx, ctx context.Context, po
 		o.Failure, o.RequestSent = retry.Reset, true
 	}
 	return o, true
+}
+
+// perTryContext is an attempt's context: canceled with errPerTryTimeout
+// once d has passed since the request was written upstream (Envoy starts
+// the per-try timer when the request is complete, so waiting for a
+// connection and connecting do not count), or when cancel is called.
+func perTryContext(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	actx, cancelCause := context.WithCancelCause(ctx)
+	var mu sync.Mutex
+	var timer *time.Timer
+	stopped := false
+	actx = httptrace.WithClientTrace(actx, &httptrace.ClientTrace{
+		WroteRequest: func(httptrace.WroteRequestInfo) {
+			mu.Lock()
+			defer mu.Unlock()
+			if !stopped && timer == nil {
+				timer = time.AfterFunc(d, func() { cancelCause(errPerTryTimeout) })
+			}
+		},
+	})
+	return actx, func() {
+		mu.Lock()
+		stopped = true
+		if timer != nil {
+			timer.Stop()
+		}
+		mu.Unlock()
+		cancelCause(context.Canceled)
+	}
 }
 
 func waitBackoff(ctx context.Context, d time.Duration) error {

@@ -1,9 +1,12 @@
 package proxy
 
 import (
+	"net/http"
+	"slices"
 	"testing"
 	"time"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 
@@ -94,4 +97,81 @@ func TestLocalRateLimitInbound(t *testing.T) {
 		}
 	}
 	waitStat(t, m.server, "listener."+inName+".rate_limited 1")
+}
+
+// A refused request's reply carries the bucket's response_headers_to_add
+// (Envoy: "added to each response for requests that have been rate
+// limited"), after the route's response headers; an allowed request's
+// response does not. Each bucket has its own.
+func TestLocalRateLimitResponseHeaders(t *testing.T) {
+	bothPaths(t, func(t *testing.T, c *http.Client) {
+		keepEmpty := hvo("x-empty", "", appendOrAdd)
+		keepEmpty.KeepEmptyValue = true
+		routeRL := rateLimit(1, 1, time.Minute)
+		routeRL.ResponseHeadersToAdd = []*corev3.HeaderValueOption{
+			hvo("x-local-rate-limit", "true", appendOrAdd),
+			hvo("x-share", "100%% used", overwriteOrAdd),
+			hvo("x-route", "limit", addAbsent),     // the route's value is there already
+			hvo("x-route-2", "limit", appendOrAdd), // appended to the route's
+			hvo("x-absent", "x", overwriteIf),      // only overwrites
+			hvo("x-dropped", "", appendOrAdd),      // empty, keep_empty_value unset
+			keepEmpty,
+		}
+		limited := proxytest.PrefixRoute("/limited", outCluster, 0)
+		limited.TypedPerFilterConfig = perFilter(t, rlName, routeRL)
+		limited.ResponseHeadersToAdd = []*corev3.HeaderValueOption{hvo("x-route", "route", overwriteOrAdd), hvo("x-route-2", "route", overwriteOrAdd)}
+		vhostRL := rateLimit(1, 1, time.Minute)
+		vhostRL.ResponseHeadersToAdd = []*corev3.HeaderValueOption{hvo("x-vhost-limit", "1", overwriteOrAdd)}
+		mutate := func(set *resources.Set) {
+			set.Routes[outName].VirtualHosts[0].TypedPerFilterConfig = perFilter(t, rlName, vhostRL)
+			prependRoutes(set, limited)
+		}
+		m := featureMesh(t, featureApp(), []*hcmv3.HttpFilter{httpFilterEntry(t, rlName, rateLimitFilterHCM())}, mutate)
+
+		allowed := []string{"X-Local-Rate-Limit", "X-Share", "X-Absent", "X-Empty", "X-Vhost-Limit"}
+		res, body := featDo(t, c, "GET", m.url("/limited"), "")
+		if res.StatusCode != 200 {
+			t.Fatalf("first request: %d %q", res.StatusCode, body)
+		}
+		for _, h := range allowed {
+			if v, ok := res.Header[h]; ok {
+				t.Errorf("allowed request's response has %s: %q", h, v)
+			}
+		}
+		if got := res.Header.Values("X-Route"); !slices.Equal(got, []string{"route"}) {
+			t.Errorf("allowed request's x-route = %q, want the route's only", got)
+		}
+
+		res, body = featDo(t, c, "GET", m.url("/limited"), "")
+		if res.StatusCode != 429 || body != "local_rate_limited" {
+			t.Fatalf("second request: %d %q, want 429", res.StatusCode, body)
+		}
+		for name, want := range map[string][]string{
+			"X-Local-Rate-Limit": {"true"},
+			"X-Share":            {"100% used"},
+			"X-Route":            {"route"},
+			"X-Route-2":          {"route", "limit"},
+			"X-Absent":           nil,
+			"X-Dropped":          nil,
+			"X-Empty":            {""},
+			"X-Vhost-Limit":      nil,
+			headerReason:         {reasonRateLimited},
+			"X-Ratelimit-Limit":  {"1"},
+		} {
+			if got := res.Header.Values(name); !slices.Equal(got, want) {
+				t.Errorf("limited reply %s = %q, want %q", name, got, want)
+			}
+		}
+
+		// The virtual host's bucket answers with its own headers.
+		for i, want := range []int{200, 429} {
+			res, _ := featDo(t, c, "GET", m.url("/other"), "")
+			if res.StatusCode != want {
+				t.Fatalf("vhost request %d: %d, want %d", i, res.StatusCode, want)
+			}
+			if got, wantV := res.Header.Get("X-Vhost-Limit"), map[int]string{200: "", 429: "1"}[want]; got != wantV || res.Header.Get("X-Local-Rate-Limit") != "" {
+				t.Errorf("vhost request %d: x-vhost-limit %q (want %q), x-local-rate-limit %q", i, got, wantV, res.Header.Get("X-Local-Rate-Limit"))
+			}
+		}
+	})
 }

@@ -299,6 +299,11 @@ func TestTranslateRouteFeaturesInvalid(t *testing.T) {
 			rl.ResponseHeadersToAdd = []*corev3.HeaderValueOption{hvo("x-limited", "%START_TIME%", appendOrAdd)}
 			s.Routes[outName].VirtualHosts[0].TypedPerFilterConfig = perFilter(t, rlName, rl)
 		}, "virtual_hosts[0].typed_per_filter_config[\"envoy.filters.http.local_ratelimit\"].response_headers_to_add[0]"},
+		{"rate limit response header hop-by-hop", func(t *testing.T, s *resources.Set) {
+			rl := rateLimit(1, 1, time.Second)
+			rl.ResponseHeadersToAdd = []*corev3.HeaderValueOption{hvo("x-ok", "1", appendOrAdd), hvo("Connection", "close", overwriteOrAdd)}
+			route(s).TypedPerFilterConfig = perFilter(t, rlName, rl)
+		}, "response_headers_to_add[1].header.key: hop-by-hop or framing header \"Connection\""},
 		{"vhost mirrors", func(t *testing.T, s *resources.Set) {
 			s.Routes[outName].VirtualHosts[0].RequestMirrorPolicies = []*routev3.RouteAction_RequestMirrorPolicy{{Cluster: "c"}}
 		}, "virtual_hosts[0].request_mirror_policies"},
