@@ -3,6 +3,7 @@ package compile
 import (
 	"fmt"
 	"sort"
+	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
@@ -114,7 +115,7 @@ func serviceRef(w *model.Workload) model.ServiceRef {
 // configs) before the router.
 func rateLimitedRoutes(vh *routev3.VirtualHost, name string, rl *model.RateLimitSpec) ([]*hcmv3.HttpFilter, error) {
 	if rl.TokenBucket != nil {
-		cfg, err := localRateLimit(name, rl.TokenBucket)
+		cfg, err := localRateLimit(name, rl.TokenBucket, rl.ResponseHeadersToAdd)
 		if err != nil {
 			return nil, err
 		}
@@ -123,7 +124,7 @@ func rateLimitedRoutes(vh *routev3.VirtualHost, name string, rl *model.RateLimit
 	var routes []*routev3.Route
 	for i := range rl.Routes {
 		r := &rl.Routes[i]
-		cfg, err := localRateLimit(name, r.TokenBucket)
+		cfg, err := localRateLimit(name, r.TokenBucket, rl.ResponseHeadersToAdd)
 		if err != nil {
 			return nil, fmt.Errorf("routes[%d]: %w", i, err)
 		}
@@ -156,9 +157,9 @@ func rateLimitedRoutes(vh *routev3.VirtualHost, name string, rl *model.RateLimit
 }
 
 // localRateLimit is the per-route LocalRateLimit of a bucket: enabled and
-// enforced for every request, with the x-ratelimit-* headers of
-// draft 03.
-func localRateLimit(name string, b *model.TokenBucket) (*anypb.Any, error) {
+// enforced for every request, with the x-ratelimit-* headers of draft 03,
+// and headers added to the reply of a refused request.
+func localRateLimit(name string, b *model.TokenBucket, headers []model.RateLimitHeader) (*anypb.Any, error) {
 	tokens, every := b.Fill()
 	all := &corev3.RuntimeFractionalPercent{DefaultValue: &typev3.FractionalPercent{Numerator: 100, Denominator: typev3.FractionalPercent_HUNDRED}}
 	return toAny(&localratelimitv3.LocalRateLimit{
@@ -171,5 +172,29 @@ func localRateLimit(name string, b *model.TokenBucket) (*anypb.Any, error) {
 		FilterEnabled:           all,
 		FilterEnforced:          all,
 		EnableXRatelimitHeaders: ratelimitv3.XRateLimitHeadersRFCVersion_DRAFT_VERSION_03,
+		ResponseHeadersToAdd:    limitedReplyHeaders(headers),
 	})
+}
+
+// limitedReplyHeaders are the response_headers_to_add of a RateLimit's
+// headers. Envoy reads a value as a format string, so a literal "%" is
+// written "%%"; an empty value is kept (keep_empty_value), as the
+// RateLimit asks for the header.
+func limitedReplyHeaders(hs []model.RateLimitHeader) []*corev3.HeaderValueOption {
+	if len(hs) == 0 {
+		return nil
+	}
+	out := make([]*corev3.HeaderValueOption, 0, len(hs))
+	for _, h := range hs {
+		action := corev3.HeaderValueOption_APPEND_IF_EXISTS_OR_ADD
+		if h.AppendAction != "" {
+			action = corev3.HeaderValueOption_HeaderAppendAction(corev3.HeaderValueOption_HeaderAppendAction_value[h.AppendAction])
+		}
+		out = append(out, &corev3.HeaderValueOption{
+			Header:         &corev3.HeaderValue{Key: h.Name, Value: strings.ReplaceAll(h.Value, "%", "%%")},
+			AppendAction:   action,
+			KeepEmptyValue: h.Value == "",
+		})
+	}
+	return out
 }

@@ -4,9 +4,11 @@ import (
 	"fmt"
 	"testing"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	localratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/local_ratelimit/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"github.com/google/go-cmp/cmp"
+	"google.golang.org/protobuf/testing/protocmp"
 
 	"github.com/trellis-mesh/trellis/internal/model"
 	"github.com/trellis-mesh/trellis/internal/xds/resources"
@@ -133,6 +135,46 @@ func TestRateLimitPrecedence(t *testing.T) {
 			}
 			if diff := cmp.Diff(tc.want, inboundBuckets(t, set)); diff != "" {
 				t.Errorf("inbound buckets (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestLimitedReplyHeaders checks the response_headers_to_add of a RateLimit's
+// headers: each append action, "%" escaped for Envoy's format strings, and
+// an empty value kept.
+func TestLimitedReplyHeaders(t *testing.T) {
+	hvo := func(k, v string, a corev3.HeaderValueOption_HeaderAppendAction, keep bool) *corev3.HeaderValueOption {
+		return &corev3.HeaderValueOption{Header: &corev3.HeaderValue{Key: k, Value: v}, AppendAction: a, KeepEmptyValue: keep}
+	}
+	tests := []struct {
+		name string
+		in   []model.RateLimitHeader
+		want []*corev3.HeaderValueOption
+	}{
+		{"none", nil, nil},
+		{"default action", []model.RateLimitHeader{{Name: "x-a", Value: "1"}},
+			[]*corev3.HeaderValueOption{hvo("x-a", "1", corev3.HeaderValueOption_APPEND_IF_EXISTS_OR_ADD, false)}},
+		{"every action", []model.RateLimitHeader{
+			{Name: "x-a", Value: "a", AppendAction: model.AppendIfExistsOrAdd},
+			{Name: "x-b", Value: "b", AppendAction: model.AddIfAbsent},
+			{Name: "x-c", Value: "c", AppendAction: model.OverwriteIfExistsOrAdd},
+			{Name: "x-d", Value: "d", AppendAction: model.OverwriteIfExists},
+		}, []*corev3.HeaderValueOption{
+			hvo("x-a", "a", corev3.HeaderValueOption_APPEND_IF_EXISTS_OR_ADD, false),
+			hvo("x-b", "b", corev3.HeaderValueOption_ADD_IF_ABSENT, false),
+			hvo("x-c", "c", corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD, false),
+			hvo("x-d", "d", corev3.HeaderValueOption_OVERWRITE_IF_EXISTS, false),
+		}},
+		{"percent escaped", []model.RateLimitHeader{{Name: "x-a", Value: "%START_TIME% 100%"}},
+			[]*corev3.HeaderValueOption{hvo("x-a", "%%START_TIME%% 100%%", corev3.HeaderValueOption_APPEND_IF_EXISTS_OR_ADD, false)}},
+		{"empty value kept", []model.RateLimitHeader{{Name: "x-a"}},
+			[]*corev3.HeaderValueOption{hvo("x-a", "", corev3.HeaderValueOption_APPEND_IF_EXISTS_OR_ADD, true)}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if diff := cmp.Diff(tc.want, limitedReplyHeaders(tc.in), protocmp.Transform()); diff != "" {
+				t.Errorf("response_headers_to_add (-want +got):\n%s", diff)
 			}
 		})
 	}

@@ -206,11 +206,9 @@ func (v *validator) efFilterPatch(p string, cp *EnvoyConfigObjectPatch) (RateLim
 		v.errf(vp+".typed_config", "required")
 		return RateLimitSpec{}, false
 	}
-	b, ok := v.efTypedConfig(keyPath(vp, tcKey), tc, false)
-	if !ok {
-		return RateLimitSpec{}, false
-	}
-	return RateLimitSpec{Port: port, TokenBucket: b}, true
+	rl, ok := v.efTypedConfig(keyPath(vp, tcKey), tc, false)
+	rl.Port = port
+	return rl, ok
 }
 
 // efRoutePatch checks an HTTP_ROUTE or VIRTUAL_HOST patch merging a
@@ -291,9 +289,7 @@ func (v *validator) efRoutePatch(p string, cp *EnvoyConfigObjectPatch) (RateLimi
 	if tc == nil {
 		return RateLimitSpec{}, false
 	}
-	b, ok := v.efTypedConfig(keyPath(mp, localRateLimitFilter), tc, true)
-	if !ok {
-		return RateLimitSpec{}, false
-	}
-	return RateLimitSpec{Port: port, TokenBucket: b}, true
+	rl, ok := v.efTypedConfig(keyPath(mp, localRateLimitFilter), tc, true)
+	rl.Port = port
+	return rl, ok
 }

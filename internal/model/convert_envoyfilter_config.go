@@ -10,13 +10,14 @@ import (
 )
 
 // efTypedConfig reads a LocalRateLimit given as a TypedStruct or in its own
-// JSON form. It returns the token bucket when the config has one that is
-// enabled and enforced for every request.
-func (v *validator) efTypedConfig(p string, raw any, perRoute bool) (*TokenBucket, bool) {
+// JSON form. It returns the limit (a token bucket and its reply headers,
+// no port) when the config has a bucket that is enabled and enforced for
+// every request.
+func (v *validator) efTypedConfig(p string, raw any, perRoute bool) (RateLimitSpec, bool) {
 	tc, ok := raw.(map[string]any)
 	if !ok {
 		v.errf(p, "want an object, got %s", jsonKind(raw))
-		return nil, false
+		return RateLimitSpec{}, false
 	}
 	typ, _ := tc["@type"].(string)
 	body := map[string]any{}
@@ -25,14 +26,14 @@ func (v *validator) efTypedConfig(p string, raw any, perRoute bool) (*TokenBucke
 	case slices.Contains(typedStructTypes, typ):
 		if u, _ := lookup(tc, "type_url"); u != localRateLimitType {
 			v.errf(p+".type_url", "%v: want %s", u, localRateLimitType)
-			return nil, false
+			return RateLimitSpec{}, false
 		}
 		val, key := lookup(tc, "value")
 		if val != nil {
 			m, ok := val.(map[string]any)
 			if !ok {
 				v.errf(keyPath(p, key), "want an object, got %s", jsonKind(val))
-				return nil, false
+				return RateLimitSpec{}, false
 			}
 			body, bp = m, keyPath(p, key)
 		}
@@ -49,15 +50,16 @@ func (v *validator) efTypedConfig(p string, raw any, perRoute bool) (*TokenBucke
 		}
 	default:
 		v.errf(keyPath(p, "@type"), "%q: want %s, or a TypedStruct (%s) of it", typ, localRateLimitType, typedStructTypes[0])
-		return nil, false
+		return RateLimitSpec{}, false
 	}
 	return v.localRateLimit(bp, body, perRoute)
 }
 
 // localRateLimit checks an envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit.
-func (v *validator) localRateLimit(p string, m map[string]any, perRoute bool) (*TokenBucket, bool) {
+func (v *validator) localRateLimit(p string, m map[string]any, perRoute bool) (RateLimitSpec, bool) {
 	errs := len(v.errs)
 	var bucket *TokenBucket
+	var headers []RateLimitHeader
 	enabled, enforced := 0.0, 0.0
 	hasStat := false
 	for _, k := range sortedKeys(m) {
@@ -76,7 +78,7 @@ func (v *validator) localRateLimit(p string, m map[string]any, perRoute bool) (*
 		case "filter_enforced":
 			enforced = v.runtimePercent(kp, x)
 		case "response_headers_to_add":
-			v.warnf(kp, "not implemented yet, ignored (a limited request gets 429 with x-ratelimit-* headers and x-trellis-reason: rate_limited)")
+			headers = v.efResponseHeaders(kp, x)
 		case "request_headers_to_add_when_not_enforced":
 			v.warnf(kp, "ignored: Trellis only enforces limits")
 		case "enable_x_ratelimit_headers":
@@ -84,20 +86,20 @@ func (v *validator) localRateLimit(p string, m map[string]any, perRoute bool) (*
 				v.warnf(kp, "%v ignored: Trellis always sends the DRAFT_VERSION_03 x-ratelimit-* headers", x)
 			}
 		default:
-			v.errf(kp, "not supported (supported: stat_prefix, token_bucket, filter_enabled, filter_enforced)")
+			v.errf(kp, "not supported (supported: stat_prefix, token_bucket, filter_enabled, filter_enforced, response_headers_to_add)")
 		}
 	}
 	if _, key := lookup(m, "stat_prefix"); key == "" || (!hasStat && len(v.errs) == errs) {
 		v.errf(p+".stat_prefix", "required (a non-empty string)")
 	}
 	if len(v.errs) > errs {
-		return nil, false
+		return RateLimitSpec{}, false
 	}
 	if bucket == nil {
 		if perRoute {
 			v.errf(p+".token_bucket", "required in a per-route config")
 		}
-		return nil, false
+		return RateLimitSpec{}, false
 	}
 	for _, f := range []struct {
 		name string
@@ -106,13 +108,13 @@ func (v *validator) localRateLimit(p string, m map[string]any, perRoute bool) (*
 		switch {
 		case f.pct == 0:
 			v.warnf(p+"."+f.name, "0%% (Envoy's default when unset): this token bucket limits nothing, ignored")
-			return nil, false
+			return RateLimitSpec{}, false
 		case f.pct < 100:
 			v.errf(p+"."+f.name, "%g%%: only 100%% (or 0%%) is supported", f.pct)
-			return nil, false
+			return RateLimitSpec{}, false
 		}
 	}
-	return bucket, true
+	return RateLimitSpec{TokenBucket: bucket, ResponseHeadersToAdd: headers}, true
 }
 
 // envoyTokenBucket reads an envoy.type.v3.TokenBucket.

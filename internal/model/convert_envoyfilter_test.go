@@ -26,7 +26,9 @@ func TestEnvoyFilterRateLimits(t *testing.T) {
 	}
 	bucket := &TokenBucket{MaxTokens: 4, TokensPerFill: u32(4), FillInterval: "60s"}
 	want := map[string][]RateLimitSpec{
-		"filter-local-ratelimit-svc":  {{TokenBucket: bucket}},
+		"filter-local-ratelimit-svc": {{TokenBucket: bucket, ResponseHeadersToAdd: []RateLimitHeader{
+			{Name: "x-local-rate-limit", Value: "true", AppendAction: OverwriteIfExistsOrAdd}, // append: false
+		}}},
 		"filter-local-ratelimit-port": {{Port: 9080, TokenBucket: bucket}},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
@@ -78,6 +80,40 @@ func TestEnvoyFilterRateLimits(t *testing.T) {
 		}, []string{
 			"EnvoyFilter default/ef: spec.configPatches[1].match.context: ANY: Istio also patches outbound and gateway listeners; Trellis enforces the limit on the inbound side only",
 		}},
+		{"response headers: actions by name and number, deprecated append, %% and empty values", efHead + efFilter + efEnforced +
+			"            token_bucket: {max_tokens: 1, fill_interval: 1s}\n" + `            responseHeadersToAdd:
+            - header: {key: x-a, value: "50%% used"}
+            - {header: {key: x-b, value: b}, append_action: ADD_IF_ABSENT}
+            - {header: {key: x-c, value: c}, appendAction: 3}
+            - {header: {key: x-d, value: d}, append: true, append_action: APPEND_IF_EXISTS_OR_ADD}
+            - {header: {key: x-e, value: ""}, keep_empty_value: true}
+            - {header: {key: x-f}}
+`, []RateLimitSpec{{TokenBucket: &TokenBucket{MaxTokens: 1, FillInterval: "1s"}, ResponseHeadersToAdd: []RateLimitHeader{
+			{Name: "x-a", Value: "50% used"},
+			{Name: "x-b", Value: "b", AppendAction: AddIfAbsent},
+			{Name: "x-c", Value: "c", AppendAction: OverwriteIfExists},
+			{Name: "x-d", Value: "d"},
+			{Name: "x-e", Value: ""},
+		}}}, []string{
+			"EnvoyFilter default/ef: spec.configPatches[0].patch.value.typed_config.value.responseHeadersToAdd[5].header.value: empty: Envoy does not add the header unless keep_empty_value is true, ignored",
+		}},
+		{"response headers of a per-route bucket are its own", efHead + efFilter + `            response_headers_to_add: [{header: {key: x-filter, value: "1"}}]
+  - applyTo: HTTP_ROUTE
+    match: {context: SIDECAR_INBOUND, routeConfiguration: {vhost: {name: "inbound|http|9080"}}}
+    patch:
+      operation: MERGE
+      value:
+        typed_per_filter_config:
+          envoy.filters.http.local_ratelimit:
+            "@type": type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit
+            stat_prefix: route
+            token_bucket: {max_tokens: 2, fill_interval: 1s}
+            filter_enabled: {default_value: {numerator: 100}}
+            filter_enforced: {default_value: {numerator: 100}}
+            response_headers_to_add: [{append: false, header: {key: x-route, value: "2"}}]
+`, []RateLimitSpec{{Port: 9080, TokenBucket: &TokenBucket{MaxTokens: 2, FillInterval: "1s"}, ResponseHeadersToAdd: []RateLimitHeader{
+			{Name: "x-route", Value: "2", AppendAction: OverwriteIfExistsOrAdd},
+		}}}, nil},
 		{"not enforced: limits nothing", efHead + efFilter + "            token_bucket: {max_tokens: 1, fill_interval: 1s}\n", nil, []string{
 			"EnvoyFilter default/ef: spec.configPatches[0].patch.value.typed_config.value.filter_enabled: 0% (Envoy's default when unset): this token bucket limits nothing, ignored",
 			"EnvoyFilter default/ef: spec.configPatches: no enforced token bucket: this EnvoyFilter limits nothing",

@@ -51,7 +51,6 @@ func TestFrontEndExamples(t *testing.T) {
 	}
 	wantWarns := []string{
 		"TrafficSplit default/ab-test: spec.matches: HTTPRouteGroup matches are not implemented: this TrafficSplit is ignored (splitting every request would route traffic the split does not select)",
-		"EnvoyFilter istio-system/filter-local-ratelimit-svc: spec.configPatches[0].patch.value.typed_config.value.response_headers_to_add: not implemented yet, ignored (a limited request gets 429 with x-ratelimit-* headers and x-trellis-reason: rate_limited)",
 	}
 	if diff := cmp.Diff(wantWarns, warns); diff != "" {
 		t.Errorf("warnings (-want +got):\n%s", diff)
@@ -195,6 +194,42 @@ func TestFrontEndErrors(t *testing.T) {
 			"x.yaml: RateLimit default/rl: spec.routes[0].match[0].sourceLabels: not supported in a RateLimit (the server's sidecar enforces it for every caller)",
 			"x.yaml: RateLimit default/rl: spec.routes[1].tokenBucket.fillInterval: required",
 		}},
+		{"rate limit response headers", rlHead + "  service: ratings\n  tokenBucket: {maxTokens: 1, fillInterval: 1s}\n  responseHeadersToAdd:\n" +
+			"  - {name: \":status\", value: x}\n  - {name: Transfer-Encoding, value: x}\n  - {name: \"a b\", value: \"x\\ny\"}\n" +
+			"  - {name: host, value: x}\n  - {value: x, appendAction: APPEND}\n" + strings.Repeat("  - {name: x, value: v}\n", 6), []string{
+			"x.yaml: RateLimit default/rl: spec.responseHeadersToAdd: 11 headers, at most 10 (Envoy's limit)",
+			`x.yaml: RateLimit default/rl: spec.responseHeadersToAdd[0].name: pseudo-header ":status" cannot be added`,
+			`x.yaml: RateLimit default/rl: spec.responseHeadersToAdd[1].name: hop-by-hop or framing header "Transfer-Encoding" cannot be added`,
+			`x.yaml: RateLimit default/rl: spec.responseHeadersToAdd[2].name: "a b" is not an HTTP header name`,
+			"x.yaml: RateLimit default/rl: spec.responseHeadersToAdd[2].value: control character 0xa at byte 1",
+			`x.yaml: RateLimit default/rl: spec.responseHeadersToAdd[3].name: "host" cannot be added to a response`,
+			"x.yaml: RateLimit default/rl: spec.responseHeadersToAdd[4].name: required",
+			`x.yaml: RateLimit default/rl: spec.responseHeadersToAdd[4].appendAction: "APPEND" is not one of [APPEND_IF_EXISTS_OR_ADD ADD_IF_ABSENT OVERWRITE_IF_EXISTS_OR_ADD OVERWRITE_IF_EXISTS]`,
+		}},
+		{"EnvoyFilter response headers", efHead + efFilter + efEnforced + "            token_bucket: {max_tokens: 1, fill_interval: 1s}\n" + `            response_headers_to_add:
+            - {header: {key: ":path", value: "%START_TIME%"}}
+            - {header: {key: connection, raw_value: eA==}, append: "yes"}
+            - {header: {value: x, extra: 1}, append: false, append_action: OVERWRITE_IF_EXISTS, keep_empty_value: 1}
+            - {append_action: 9, header: {key: x, value: "a\u0000"}}
+            - {append_action: PREPEND, header: {key: 7}, inline: true}
+            - x
+`, []string{
+			`x.yaml: EnvoyFilter default/ef: spec.configPatches[0].patch.value.typed_config.value.response_headers_to_add[0].header.key: pseudo-header ":path" cannot be added`,
+			`x.yaml: EnvoyFilter default/ef: spec.configPatches[0].patch.value.typed_config.value.response_headers_to_add[0].header.value: "%START_TIME%" uses a %VAR% formatter, not supported (write %% for a literal %)`,
+			"x.yaml: EnvoyFilter default/ef: spec.configPatches[0].patch.value.typed_config.value.response_headers_to_add[1].append: want boolean, got string",
+			`x.yaml: EnvoyFilter default/ef: spec.configPatches[0].patch.value.typed_config.value.response_headers_to_add[1].header.key: hop-by-hop or framing header "connection" cannot be added`,
+			"x.yaml: EnvoyFilter default/ef: spec.configPatches[0].patch.value.typed_config.value.response_headers_to_add[1].header.raw_value: not supported: use value",
+			"x.yaml: EnvoyFilter default/ef: spec.configPatches[0].patch.value.typed_config.value.response_headers_to_add[2].header.extra: unknown field of a HeaderValue",
+			"x.yaml: EnvoyFilter default/ef: spec.configPatches[0].patch.value.typed_config.value.response_headers_to_add[2].header.key: required",
+			"x.yaml: EnvoyFilter default/ef: spec.configPatches[0].patch.value.typed_config.value.response_headers_to_add[2].keep_empty_value: want boolean, got number",
+			"x.yaml: EnvoyFilter default/ef: spec.configPatches[0].patch.value.typed_config.value.response_headers_to_add[2].append_action: cannot be set together with the deprecated append (Envoy rejects both)",
+			"x.yaml: EnvoyFilter default/ef: spec.configPatches[0].patch.value.typed_config.value.response_headers_to_add[3].append_action: 9 is not one of [APPEND_IF_EXISTS_OR_ADD ADD_IF_ABSENT OVERWRITE_IF_EXISTS_OR_ADD OVERWRITE_IF_EXISTS] (0..3)",
+			"x.yaml: EnvoyFilter default/ef: spec.configPatches[0].patch.value.typed_config.value.response_headers_to_add[3].header.value: control character 0x0 at byte 1",
+			`x.yaml: EnvoyFilter default/ef: spec.configPatches[0].patch.value.typed_config.value.response_headers_to_add[4].append_action: "PREPEND" is not one of [APPEND_IF_EXISTS_OR_ADD ADD_IF_ABSENT OVERWRITE_IF_EXISTS_OR_ADD OVERWRITE_IF_EXISTS]`,
+			"x.yaml: EnvoyFilter default/ef: spec.configPatches[0].patch.value.typed_config.value.response_headers_to_add[4].header.key: want string, got number",
+			"x.yaml: EnvoyFilter default/ef: spec.configPatches[0].patch.value.typed_config.value.response_headers_to_add[4].inline: unknown field of a HeaderValueOption",
+			"x.yaml: EnvoyFilter default/ef: spec.configPatches[0].patch.value.typed_config.value.response_headers_to_add[5]: want an object, got string",
+		}},
 		{"other EnvoyFilter", efHead + "  configPatches:\n  - applyTo: CLUSTER\n    patch: {operation: ADD, value: {name: x}}\n", []string{
 			`x.yaml: EnvoyFilter default/ef: spec.configPatches[0].applyTo: "CLUSTER": only the local rate limit form of EnvoyFilter is supported (HTTP_FILTER inserting envoy.filters.http.local_ratelimit on SIDECAR_INBOUND, HTTP_ROUTE or VIRTUAL_HOST merging its typed_per_filter_config)`,
 			"x.yaml: EnvoyFilter default/ef: spec.configPatches: no HTTP_FILTER patch inserts envoy.filters.http.local_ratelimit: a typed_per_filter_config alone does nothing",
@@ -206,7 +241,7 @@ func TestFrontEndErrors(t *testing.T) {
 			"            token_bucket: {max_tokens: 1, fill_interval: 1m}\n            filter_enabled: {default_value: {numerator: 50}}\n            descriptors: []\n", []string{
 			`x.yaml: EnvoyFilter default/ef: spec.configPatches[0].match.context: "SIDECAR_OUTBOUND": only SIDECAR_INBOUND (or ANY) is supported: local rate limits are enforced by the server's sidecar`,
 			`x.yaml: EnvoyFilter default/ef: spec.configPatches[0].patch.operation: "INSERT_AFTER": want INSERT_BEFORE (the router) or INSERT_FIRST: the filter must run before the router`,
-			"x.yaml: EnvoyFilter default/ef: spec.configPatches[0].patch.value.typed_config.value.descriptors: not supported (supported: stat_prefix, token_bucket, filter_enabled, filter_enforced)",
+			"x.yaml: EnvoyFilter default/ef: spec.configPatches[0].patch.value.typed_config.value.descriptors: not supported (supported: stat_prefix, token_bucket, filter_enabled, filter_enforced, response_headers_to_add)",
 			`x.yaml: EnvoyFilter default/ef: spec.configPatches[0].patch.value.typed_config.value.token_bucket.fill_interval: 1m: want a protobuf duration such as "1s" or "0.5s"`,
 		}},
 		{"partly enabled", efHead + efFilter + "            token_bucket: {max_tokens: 1, fill_interval: 1s}\n            filter_enabled: {default_value: {numerator: 50}}\n" +

@@ -23,10 +23,15 @@ import (
 //	  - name: api
 //	    match: [{uri: {prefix: /api}, method: {exact: POST}}]
 //	    tokenBucket: {maxTokens: 2, tokensPerFill: 2, fillInterval: 1s}
+//	  responseHeadersToAdd:     # optional: on every 429 of this RateLimit
+//	  - {name: x-local-rate-limit, value: "true"}
 //
 // A request no route matches uses the service-wide bucket, or is not limited
 // when there is none. Each entry of a route's match list gets its own bucket
-// (it is its own Envoy route, and Envoy keeps one bucket per route).
+// (it is its own Envoy route, and Envoy keeps one bucket per route). A
+// refused request gets 429 with x-ratelimit-* headers, x-trellis-reason:
+// rate_limited and the responseHeadersToAdd (RateLimitHeader), whichever
+// bucket refused it.
 type RateLimit struct {
 	TypeMeta   `json:",inline"`
 	ObjectMeta `json:"metadata"`
@@ -44,6 +49,8 @@ type RateLimitSpec struct {
 	Port        uint32           `json:"port,omitempty"`
 	TokenBucket *TokenBucket     `json:"tokenBucket,omitempty"`
 	Routes      []RateLimitRoute `json:"routes,omitempty"`
+	// ResponseHeadersToAdd are added to the reply of every refused request.
+	ResponseHeadersToAdd []RateLimitHeader `json:"responseHeadersToAdd,omitempty"`
 }
 
 // RateLimitRoute is a bucket for the requests its match selects.
@@ -83,6 +90,7 @@ func (v *validator) rateLimit(s *RateLimitSpec) {
 		v.errf("spec", "one of tokenBucket and routes is required")
 	}
 	v.tokenBucket("spec.tokenBucket", s.TokenBucket)
+	v.rateLimitHeaders("spec.responseHeadersToAdd", s.ResponseHeadersToAdd)
 	for i := range s.Routes {
 		r := &s.Routes[i]
 		p := fmt.Sprintf("spec.routes[%d]", i)

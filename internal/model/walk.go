@@ -51,7 +51,7 @@ func jsonKind(v any) string {
 		return "array"
 	case string:
 		return "string"
-	case json.Number:
+	case json.Number, float64:
 		return "number"
 	case bool:
 		return "boolean"

@@ -206,7 +206,10 @@ func testContentRouting(t *testing.T, tm *trafficMesh) {
 		v2         bool
 	}{
 		{"cookie user=jason", "/get", []string{"Cookie", "user=jason"}, true},
-		{"cookie among others", "/get", []string{"Cookie", "a=1; user=jason; b=2"}, true},
+		// The regex is Istio's documented one: user=jason must come first or
+		// right after a ';' without a space, as in Envoy.
+		{"cookie before others", "/get", []string{"Cookie", "user=jason; theme=dark"}, true},
+		{"cookie after another without space", "/get", []string{"Cookie", "theme=dark;user=jason"}, true},
 		{"cookie of another user", "/get", []string{"Cookie", "user=jasonx"}, false},
 		{"query version=v2", "/get?version=v2", nil, true},
 		{"query version=v1", "/get?version=v1", nil, false},
@@ -528,5 +531,10 @@ func testRateLimitEnvoyFilter(t *testing.T, tm *trafficMesh) {
 	c := tm.servedBy(t, 10, "GET", "/get", "end-user", "jason")
 	if v2Count(c) != 4 || c["status 429 rate_limited"] != 6 {
 		t.Errorf("10 requests to v2 with 4 tokens per minute: %v, want 4 answered and 6 × 429", c)
+	}
+	// The filter's response_headers_to_add mark limited answers.
+	resp, _, err := tm.do("GET", "/get", "end-user", "jason")
+	if err != nil || resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("X-Local-Rate-Limit") != "true" {
+		t.Errorf("limited answer: %v %v, want 429 with x-local-rate-limit: true", err, resp)
 	}
 }
