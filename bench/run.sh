@@ -2,20 +2,23 @@
 # bench/run.sh — the same load on loopback, in one run, against the bench
 # backend directly, through two Trellis sidecars with mutual TLS, and through
 # two HAProxy and two nginx instances configured as the same two-hop mTLS path
-# (certificates from the Trellis CA); then HTTP/2 (h2load), gRPC (ghz) and the
-# RSS of a sidecar configured with 100 services. Appends a dated section with
-# figures and ratios to bench/RESULTS.md.
+# (certificates from the Trellis CA); then HTTP/2 (h2load), gRPC (ghz), the
+# RSS of a sidecar configured with 100 services, and the control plane at
+# scale (1,000 proxies; bench/cp.sh). Appends a dated section with figures,
+# ratios and the issue 3 targets to bench/RESULTS.md.
 #
-#   bench/run.sh                 # everything (about 5 minutes with ROUNDS=1)
+#   bench/run.sh                 # everything (about 6 minutes with ROUNDS=1)
 #   bench/run.sh --direct-only   # only the app directly: checks the harness without the mesh
 #   bench/run.sh --no-results    # do not touch bench/RESULTS.md
-#   SKIP=nginx,h2 bench/run.sh   # leave parts out: haproxy nginx h2 grpc svc100
+#   SKIP=nginx,h2 bench/run.sh   # leave parts out: haproxy nginx h2 grpc svc100 cp
+#   ONLY=cp bench/run.sh         # only the control plane at scale (under a minute)
 #
 # Settings (environment): QPS=1000 CONNS=16 DURATION=15s MAX_CONNS=32
 # MAX_DURATION=10s WARMUP=2s ROUNDS=1 READY_TIMEOUT=60 H2_DURATION=10s
 # GRPC_DURATION=10s HAPROXY_NBTHREAD=2 NGINX_WORKERS=2 SERVICES=100
 # FORTIO_VERSION=v1.68.2 GHZ_VERSION=v0.93.0, TRELLIS_BIN (a trellis binary
-# to use instead of building ./cmd/trellis). Every process it starts is
+# to use instead of building ./cmd/trellis), CP_TIMEOUT=10m CP_FLAGS=
+# CP_CONFIG_SIZES="100 1000" (bench/cp.sh). Every process it starts is
 # stopped by PID on exit. Raw output: bench/out/<run>/.
 set -euo pipefail
 
@@ -26,7 +29,7 @@ while [[ $# -gt 0 ]]; do
 	--direct-only) MODE=direct ;;
 	--no-results) WRITE_RESULTS=0 ;;
 	-h | --help)
-		sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
+		sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'
 		exit 0
 		;;
 	*)
@@ -51,6 +54,12 @@ HAPROXY_NBTHREAD=${HAPROXY_NBTHREAD:-2}
 NGINX_WORKERS=${NGINX_WORKERS:-2}
 SERVICES=${SERVICES:-100}
 SKIP=${SKIP:-}
+ONLY=${ONLY:-}
+case "$ONLY" in
+"") ;;
+cp) MODE=cp ;;
+*) echo "run.sh: ONLY=$ONLY: the only part that runs alone is cp" >&2; exit 2 ;;
+esac
 # fortio@latest (1.69+) needs grol.io/grol, which the module proxy here refuses;
 # 1.68.2 is the last release without it. FORTIO_VERSION=latest to override.
 FORTIO_VERSION=${FORTIO_VERSION:-v1.68.2}
@@ -65,6 +74,8 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 # shellcheck source=bench/peers.sh
 source bench/peers.sh
+# shellcheck source=bench/cp.sh
+source bench/cp.sh
 OUT=bench/out
 RUN_ID=$(date -u +%Y%m%dT%H%M%SZ)
 RUN_DIR=$OUT/$RUN_ID
@@ -138,11 +149,13 @@ apt_tool() { # apt_tool COMMAND PACKAGE: path of COMMAND, installing PACKAGE wit
 	fi
 	echo "$p"
 }
-FORTIO=$(go_tool fortio "fortio.org/fortio@$FORTIO_VERSION")
-[[ -n "$FORTIO" ]] || die "fortio is missing and go install failed (see $RUN_DIR/go-install.log)"
-WRK=$(apt_tool wrk wrk)
-[[ -n "$WRK" ]] || note "wrk not available: max rate measured with fortio -qps 0"
-HAPROXY= NGINX= H2LOAD= GHZ=
+FORTIO= WRK= HAPROXY= NGINX= H2LOAD= GHZ=
+if [[ $MODE != cp ]]; then
+	FORTIO=$(go_tool fortio "fortio.org/fortio@$FORTIO_VERSION")
+	[[ -n "$FORTIO" ]] || die "fortio is missing and go install failed (see $RUN_DIR/go-install.log)"
+	WRK=$(apt_tool wrk wrk)
+	[[ -n "$WRK" ]] || note "wrk not available: max rate measured with fortio -qps 0"
+fi
 if [[ $MODE == both ]]; then
 	if ! skipped haproxy; then HAPROXY=$(apt_tool haproxy haproxy); [[ -n "$HAPROXY" ]] || note "HAProxy not available (apt-get install haproxy failed): HAProxy path skipped"; fi
 	if ! skipped nginx; then NGINX=$(apt_tool nginx nginx); [[ -n "$NGINX" ]] || note "nginx not available (apt-get install nginx failed): nginx path skipped"; fi
@@ -150,14 +163,14 @@ if [[ $MODE == both ]]; then
 	if ! skipped grpc; then GHZ=$(go_tool ghz "github.com/bojand/ghz/cmd/ghz@$GHZ_VERSION"); [[ -n "$GHZ" ]] || note "ghz not available (go install failed): gRPC skipped"; fi
 fi
 
-log "building benchtool$(if [[ $MODE == both && -z "${TRELLIS_BIN:-}" ]]; then echo ' and trellis'; fi)"
+log "building benchtool$(if [[ $MODE != direct && -z "${TRELLIS_BIN:-}" ]]; then echo ' and trellis'; fi)"
 go build -o "$BENCHTOOL" ./bench/benchtool
-if [[ $MODE == both && -z "${TRELLIS_BIN:-}" ]]; then
+if [[ $MODE != direct && -z "${TRELLIS_BIN:-}" ]]; then
 	go build -o "$TRELLIS" ./cmd/trellis || die "go build ./cmd/trellis failed: fix the tree, or set TRELLIS_BIN to a trellis binary"
 fi
 
-FORTIO_VER=$("$FORTIO" version 2>/dev/null | head -1)
-WRK_VER=none
+FORTIO_VER=none WRK_VER=none
+if [[ -n "$FORTIO" ]]; then FORTIO_VER=$("$FORTIO" version 2>/dev/null | head -1); fi
 if [[ -n "$WRK" ]]; then WRK_VER=$("$WRK" -v 2>&1 | head -1 | awk '{print $2}' || true); fi
 HAPROXY_VER=none NGINX_VER=none H2LOAD_VER=none GHZ_VER=none
 if [[ -n "$HAPROXY" ]]; then HAPROXY_VER=$("$HAPROXY" -v 2>/dev/null | awk 'NR == 1 {print $3}'); fi
@@ -188,6 +201,10 @@ rss_mib() { # rss_mib FIELD PID: VmRSS or VmHWM of PID and its children, summed,
 	local p files=()
 	for p in $(tree_pids "$2"); do files+=("/proc/$p/status"); done
 	awk -v f="$1:" '$1 == f {s += $2} END {printf "%.1f", s / 1024}' "${files[@]}" 2>/dev/null || echo "?"
+}
+smaps_mib() { # smaps_mib PID: "RSS | anonymous | file-backed | PSS" in MiB, from smaps_rollup
+	awk '$1 == "Rss:" {r = $2} $1 == "Anonymous:" {a = $2} $1 == "Pss:" {p = $2}
+		END {printf "%.1f | %.1f | %.1f | %.1f", r / 1024, a / 1024, (r - a) / 1024, p / 1024}' "/proc/$1/smaps_rollup" 2>/dev/null || echo "? | ? | ? | ?"
 }
 rss_list() { # rss_list FIELD PID...: "a / b" MiB, one per proxy
 	local field=$1 pid out=""
@@ -519,7 +536,7 @@ grpc() {
 # them) and runs one more `trellis proxy`, client100, whose upstreams are
 # backend and all of them: SERVICES outbound listeners and clusters. Idle RSS,
 # then the fixed-rate load through its backend port (to backend-v1's sidecar).
-SVC_ROW=
+SVC_ROW= SVC_SMAPS_IDLE= SVC_SMAPS_LOAD=
 svc100() {
 	local n=$((SERVICES - 1)) args=() ports i last tok admin inbound pid t0 t1 idle line
 	log "registering $n extra services through the API"
@@ -546,9 +563,9 @@ svc100() {
 	log "client100 sidecar (pid $pid) with $SERVICES upstreams"
 	wait_http "http://$SVC_BACKEND/whoami" backend-v1 "$READY_TIMEOUT" && wait_port "$last" 20 ||
 		{ note "client100 (sidecar with $SERVICES upstreams) did not come up (see $RUN_DIR/client100.log)"; return 0; }
-	curl -s -m 5 "http://$admin/config_dump" >"$RUN_DIR/client100-config.json" 2>/dev/null || true
 	sleep 5
 	idle=$(rss_mib VmRSS "$pid")
+	SVC_SMAPS_IDLE=$(smaps_mib "$pid")
 	log "client100: idle RSS $idle MiB; $QPS qps through it for $DURATION"
 	t0=$(cpu_ticks "$pid")
 	timeout $(($(secs "$DURATION") + 30)) "$FORTIO" load -qps "$QPS" -c "$CONNS" -t "$DURATION" -r 0.00001 -p "50,99,99.9" \
@@ -558,13 +575,17 @@ svc100() {
 	line=$("$BENCHTOOL" fortio "$RUN_DIR/svc100-fixed.json")
 	read -r R_P50 R_P99 _ R_QPS _ R_ERRS <<<"$line"
 	SVC_IDLE=$idle SVC_LOAD=$(rss_mib VmRSS "$pid") SVC_HWM=$(rss_mib VmHWM "$pid")
+	SVC_SMAPS_LOAD=$(smaps_mib "$pid")
+	# Last: rendering the config dump leaves ~2 MiB of garbage in the heap
+	# that the idle and load figures must not include.
+	curl -s -m 5 "http://$admin/config_dump" >"$RUN_DIR/client100-config.json" 2>/dev/null || true
 	SVC_ROW="| client100 sidecar, $SERVICES upstream services | $SVC_IDLE | $SVC_LOAD | $SVC_HWM | $R_P50 / $R_P99 at $R_QPS qps, $R_ERRS errors | $(per_1k $((t1 - t0)) "$(secs "$DURATION")" "$R_QPS" 1) |"
 	stop_pid "$pid"
 }
 
 # --- the run ----------------------------------------------------------------------
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
-start_direct
+if [[ $MODE != cp ]]; then start_direct; fi
 if [[ $MODE == both ]]; then
 	start_trellis
 	if [[ -n "$HAPROXY$NGINX" ]]; then
@@ -574,7 +595,9 @@ if [[ $MODE == both ]]; then
 	if [[ -n "$HAPROXY" ]]; then start_haproxy || HAPROXY=; fi
 	if [[ -n "$NGINX" ]]; then start_nginx || NGINX=; fi
 fi
-for ((round = 1; round <= ROUNDS; round++)); do run_round "$round"; done
+if [[ $MODE != cp ]]; then
+	for ((round = 1; round <= ROUNDS; round++)); do run_round "$round"; done
+fi
 
 if [[ $MODE == both ]]; then
 	if [[ -n "$H2LOAD" ]]; then
@@ -609,6 +632,9 @@ fi
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 # Other work on the machine spoils tail latencies: say so in the report.
 BUSY=$(awk -v l="${LOAD_BEFORE%% *}" -v n="$(nproc)" 'BEGIN { print (l > n / 2) ? 1 : 0 }')
+# The control plane at scale loads the machine itself: last, after the
+# load average that judges the data-plane runs was taken.
+if [[ $MODE == cp ]] || { [[ $MODE == both ]] && ! skipped cp; }; then cp_scale; fi
 
 # --- summary: medians over rounds, and ratios -------------------------------------
 declare -A M # M[path,column]: medians
@@ -653,11 +679,12 @@ if has trellis && has haproxy; then
 	TARGETS+=("| max rps through two hops ≥ HAProxy ×2 | ${M[trellis,4]} vs ${M[haproxy,4]} ($(ratio "${M[trellis,4]}" "${M[haproxy,4]}")) | $(verdict "$(awk -v a="${M[trellis,4]}" -v b="${M[haproxy,4]}" 'BEGIN {print (a >= b)}')" tail) |")
 fi
 if [[ -n "${SVC_IDLE:-}" ]]; then
-	TARGETS+=("| RSS per sidecar with $SERVICES services < 15 MB idle, < 25 MB under load | idle $SVC_IDLE MiB, under load $SVC_LOAD MiB (peak $SVC_HWM) | $(verdict "$(awk -v a="$SVC_IDLE" -v b="$SVC_HWM" 'BEGIN {print (a * 1.048576 < 15 && b * 1.048576 < 25)}')") |")
+	TARGETS+=("| RSS per sidecar with $SERVICES services < 15 MB idle, < 25 MB under load | idle $SVC_IDLE MiB, under load $SVC_LOAD MiB (peak $SVC_HWM); of the idle RSS, anonymous $(cut -d'|' -f2 <<<"$SVC_SMAPS_IDLE" | tr -d ' ') MiB, file-backed (shared binary pages) $(cut -d'|' -f3 <<<"$SVC_SMAPS_IDLE" | tr -d ' ') MiB | $(verdict "$(awk -v a="$SVC_IDLE" -v b="$SVC_HWM" 'BEGIN {print (a * 1.048576 < 15 && b * 1.048576 < 25)}')") |")
 fi
 if [[ -n "${H2_RPS[h2-trellis]:-}" && -n "${H2_RPS[h2-haproxy]:-}" ]]; then
 	TARGETS+=("| HTTP/2 (h2load) max rps, reported | Trellis ${H2_RPS[h2-trellis]} vs HAProxy ${H2_RPS[h2-haproxy]} ($(ratio "${H2_RPS[h2-trellis]}" "${H2_RPS[h2-haproxy]}")) | reported |")
 fi
+TARGETS+=(${CP_TARGETS[@]+"${CP_TARGETS[@]}"})
 if [[ -n "${GRPC_P50[grpc-trellis]:-}" && -n "${GRPC_P50[grpc-direct]:-}" ]]; then
 	g="Trellis added p50 $(printf '%+d' $((${GRPC_P50[grpc-trellis]} - ${GRPC_P50[grpc-direct]}))) µs, p99 $(printf '%+d' $((${GRPC_P99[grpc-trellis]} - ${GRPC_P99[grpc-direct]}))) µs, max ${GRPC_MAX[grpc-trellis]} rps"
 	if [[ -n "${GRPC_P50[grpc-haproxy]:-}" ]]; then
@@ -670,25 +697,39 @@ fi
 REPORT=$RUN_DIR/report.md
 {
 	echo
-	echo "## $(date -u '+%Y-%m-%d %H:%M UTC') — $(if [[ $MODE == both ]]; then printf 'direct vs Trellis vs HAProxy vs nginx (two hops, mTLS)'; else printf 'direct only'; fi)"
+	case $MODE in
+	both) title="direct vs Trellis vs HAProxy vs nginx (two hops, mTLS)$(skipped cp || printf ', and the control plane at scale')" ;;
+	direct) title="direct only" ;;
+	cp) title="control plane at scale only (ONLY=cp)" ;;
+	esac
+	echo "## $(date -u '+%Y-%m-%d %H:%M UTC') — $title"
 	echo
 	echo "- machine: $(nproc) vCPU, $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo), Linux $(uname -r), $(go version | awk '{print $3}')"
 	echo "- tree: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$([[ -n "$(git --no-optional-locks status --porcelain 2>/dev/null | head -1)" ]] && echo ' with uncommitted changes')"
-	echo "- tools: fortio $FORTIO_VER, wrk $WRK_VER, HAProxy $HAPROXY_VER (nbthread $HAPROXY_NBTHREAD), nginx $NGINX_VER ($NGINX_WORKERS workers), OpenSSL $OPENSSL_VER, h2load $H2LOAD_VER, ghz $GHZ_VER; $ROUNDS round(s), warm-up $WARMUP before each path"
-	echo "- fixed rate: \`$FIXED_CMD\`; CPU = utime+stime from /proc/PID/stat over this run, per process, per 1,000 rps"
-	echo "- max rate: \`$MAX_CMD\`"
-	for k in "${PATHS[@]}"; do echo "- ${P_NAME[$k]}: ${P_WHAT[$k]}"; done
-	echo "- RSS: idle = VmRSS after start and one request, before any load; peak = VmHWM after the HTTP/1.1 rounds"
-	echo "- load average (1, 5, 15 min): $LOAD_BEFORE before, $LOAD_AFTER after"
-	if [[ $BUSY == 1 ]]; then echo "- **the machine was busy with other work when this run started: tail latencies (p99, p99.9) and max rps are not trustworthy**"; fi
+	if [[ $MODE != cp ]]; then
+		echo "- tools: fortio $FORTIO_VER, wrk $WRK_VER, HAProxy $HAPROXY_VER (nbthread $HAPROXY_NBTHREAD), nginx $NGINX_VER ($NGINX_WORKERS workers), OpenSSL $OPENSSL_VER, h2load $H2LOAD_VER, ghz $GHZ_VER; $ROUNDS round(s), warm-up $WARMUP before each path"
+		echo "- fixed rate: \`$FIXED_CMD\`; CPU = utime+stime from /proc/PID/stat over this run, per process, per 1,000 rps"
+		echo "- max rate: \`$MAX_CMD\`"
+		for k in "${PATHS[@]}"; do echo "- ${P_NAME[$k]}: ${P_WHAT[$k]}"; done
+		echo "- RSS: idle = VmRSS after start and one request, before any load; peak = VmHWM after the HTTP/1.1 rounds"
+	fi
+	# (ONLY=cp: the control-plane section prints the load around its own run.)
+	if [[ $MODE != cp ]]; then echo "- load average (1, 5, 15 min): $LOAD_BEFORE before, $LOAD_AFTER after"; fi
+	if [[ $BUSY == 1 && $MODE == cp ]]; then
+		echo "- **the machine was busy with other work when this run started: the control plane's latencies are inflated**"
+	elif [[ $BUSY == 1 ]]; then
+		echo "- **the machine was busy with other work when this run started: tail latencies (p99, p99.9) and max rps are not trustworthy**"
+	fi
 	for n in ${NOTES[@]+"${NOTES[@]}"}; do echo "- note: $n"; done
 	echo "- raw output: bench/out/$RUN_ID/ (not committed)"
-	echo
-	echo "HTTP/1.1, medians of $ROUNDS round(s) (µs; added = over direct):"
-	echo
-	echo "| path | p50 | p99 | p99.9 | added p50 | added p99 | max rps | vCPU per 1k rps per proxy | RSS MiB per proxy (A / B; peak of the last round) |"
-	echo "|---|---|---|---|---|---|---|---|---|"
-	printf '%s\n' "${SUMMARY[@]}"
+	if ((${#SUMMARY[@]} > 0)); then
+		echo
+		echo "HTTP/1.1, medians of $ROUNDS round(s) (µs; added = over direct):"
+		echo
+		echo "| path | p50 | p99 | p99.9 | added p50 | added p99 | max rps | vCPU per 1k rps per proxy | RSS MiB per proxy (A / B; peak of the last round) |"
+		echo "|---|---|---|---|---|---|---|---|---|"
+		printf '%s\n' "${SUMMARY[@]}"
+	fi
 	if ((${#RATIOS[@]} > 0)); then
 		echo
 		echo "Ratios (below 1× is better for Trellis, except throughput, where above 1× is):"
@@ -705,12 +746,14 @@ REPORT=$RUN_DIR/report.md
 		echo "|---|---|---|"
 		printf '%s\n' "${TARGETS[@]}"
 	fi
-	echo
-	echo "Every HTTP/1.1 run (RSS per proxy: A / B, MiB):"
-	echo
-	echo "| path | p50 | p99 | p99.9 | added p50 | added p99 | achieved qps | errors fixed / max | max rps | vCPU per 1k rps per proxy | idle RSS | peak RSS |"
-	echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
-	printf '%s\n' "${ROWS[@]}"
+	if ((${#ROWS[@]} > 0)); then
+		echo
+		echo "Every HTTP/1.1 run (RSS per proxy: A / B, MiB):"
+		echo
+		echo "| path | p50 | p99 | p99.9 | added p50 | added p99 | achieved qps | errors fixed / max | max rps | vCPU per 1k rps per proxy | idle RSS | peak RSS |"
+		echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
+		printf '%s\n' "${ROWS[@]}"
+	fi
 	if ((${#H2_ROWS[@]} > 0)); then
 		echo
 		echo "HTTP/2 and gRPC (h2: \`h2load -c $CONNS -m 10 -t 2 -D $(secs "$H2_DURATION") --warm-up-time=2 http://ADDR/\`, h2c to the first hop;"
@@ -728,6 +771,17 @@ REPORT=$RUN_DIR/report.md
 		echo "| sidecar | idle RSS MiB (VmRSS) | RSS after load MiB (VmRSS) | peak RSS MiB (VmHWM) | p50 / p99 µs | vCPU per 1k rps |"
 		echo "|---|---|---|---|---|---|"
 		echo "$SVC_ROW"
+		echo
+		echo "Its memory from /proc/PID/smaps_rollup (MiB): file-backed pages are the \`trellis\` binary's, shared through the page cache with every trellis process on the host; PSS divides them among those processes; anonymous is the sidecar's own (heap, stacks, runtime):"
+		echo
+		echo "| when | RSS | anonymous | file-backed | PSS |"
+		echo "|---|---|---|---|---|"
+		echo "| idle | $SVC_SMAPS_IDLE |"
+		echo "| after load | $SVC_SMAPS_LOAD |"
+	fi
+	if ((${#CP_REPORT[@]} > 0)); then
+		echo
+		printf '%s\n' "${CP_REPORT[@]}"
 	fi
 } >"$REPORT"
 cat "$REPORT"

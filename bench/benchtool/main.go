@@ -13,6 +13,8 @@
 //	benchtool token CONTROL                  print a new join token of the control plane
 //	benchtool certs CONTROL DIR NAME...      register NAMEs, write their mesh SVIDs and the root to DIR
 //	benchtool register CONTROL PREFIX N      register N one-workload services PREFIX-001... (nothing serves them)
+//	benchtool cpscale FILE                   print shell assignments from BenchmarkControlPlaneScale's output
+//	benchtool configsize TRELLIS DIR N...    one proxy's config size in meshes of N services (Markdown rows, VERDICT)
 package main
 
 import (
@@ -44,7 +46,9 @@ const usage = `usage:
   benchtool ghz FILE
   benchtool token CONTROL
   benchtool certs CONTROL DIR NAME...
-  benchtool register CONTROL PREFIX N`
+  benchtool register CONTROL PREFIX N
+  benchtool cpscale FILE
+  benchtool configsize TRELLIS DIR N N...`
 
 func main() {
 	if err := run(os.Args[1:]); err != nil {
@@ -86,6 +90,18 @@ func run(args []string) error {
 			return fmt.Errorf("register: N must be 1..1000, got %q", rest[2])
 		}
 		return register(rest[0], rest[1], n)
+	case cmd == "cpscale" && len(rest) == 1:
+		return cpScaleCmd(rest[0])
+	case cmd == "configsize" && len(rest) >= 4:
+		var sizes []int
+		for _, a := range rest[2:] {
+			n, err := strconv.Atoi(a)
+			if err != nil || n < 2 || n > 5000 {
+				return fmt.Errorf("configsize: mesh sizes must be 2..5000 services, got %q", a)
+			}
+			sizes = append(sizes, n)
+		}
+		return configSizeCmd(rest[0], rest[1], sizes)
 	}
 	return fmt.Errorf("bad arguments %q\n%s", args, usage)
 }

@@ -19,6 +19,7 @@ func newProxyCmd(g *globals) *cobra.Command {
 		upstreams []string
 		port      model.WorkloadPort
 		protocol  string
+		mem       sidecar.MemoryFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "proxy",
@@ -54,7 +55,16 @@ listener per upstream. The join token is read from ` + api.EnvJoinToken + `.`,
 			if cfg.Token == "" {
 				return fmt.Errorf("no join token: set %s (create one with the control plane's POST /v1/tokens; trellis up does this for you)", api.EnvJoinToken)
 			}
+			f := cmd.Flags()
+			mem.SetGCPercent, mem.SetLimit = f.Changed("gc-percent"), f.Changed("memory-limit")
+			m, err := sidecar.ResolveMemory(mem, os.Getenv)
+			if err != nil {
+				return err
+			}
+			m.Apply()
 			cfg.Logger = g.logger().With("workload", w.Name)
+			cfg.Logger.Debug("memory settings", "gc_percent", m.GCPercent, "gc_percent_from", m.GCSource,
+				"memory_limit", m.LimitString(), "memory_limit_from", m.LimitSource)
 			sc, err := sidecar.New(cfg)
 			if err != nil {
 				return err
@@ -77,6 +87,8 @@ listener per upstream. The join token is read from ` + api.EnvJoinToken + `.`,
 	f.StringVar(&cfg.XDSAddr, "xds-addr", "", "xDS address (default: asked from the control plane)")
 	f.DurationVar(&cfg.HeartbeatInterval, "heartbeat", 5*time.Second, "heartbeat interval")
 	f.DurationVar(&cfg.DrainTimeout, "drain-timeout", 5*time.Second, "how long in-flight requests may finish on shutdown")
+	f.IntVar(&mem.GCPercent, "gc-percent", sidecar.DefaultGCPercent, "Go GC percent (GOGC): heap growth over the live heap before a collection; -1 = off (needs --memory-limit). Default: $GOGC if set, else this")
+	f.StringVar(&mem.Limit, "memory-limit", "off", "Go soft memory limit (GOMEMLIMIT syntax: 48MiB, 1GiB, off); counts the runtime's own memory, not the binary's file pages. Default: $GOMEMLIMIT if set, else off")
 	for _, name := range []string{"name", "service", "app", "inbound"} {
 		_ = cmd.MarkFlagRequired(name)
 	}
