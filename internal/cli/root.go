@@ -88,6 +88,7 @@ Run a whole mesh on this machine:
 		newDeleteCmd(g),
 		newStatusCmd(g),
 		newValidateCmd(g),
+		newExplainCmd(g),
 		newDemoAppCmd(g),
 	)
 	return root

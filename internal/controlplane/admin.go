@@ -26,6 +26,7 @@ func (cp *ControlPlane) routes() http.Handler {
 	mux.HandleFunc("POST /v1/tokens", cp.handleCreateToken)
 	mux.HandleFunc("PUT /v1/mesh", cp.handlePutMesh)
 	mux.HandleFunc("GET /v1/info", cp.handleInfo)
+	mux.HandleFunc("GET /v1/xds/{ns}/{name}", cp.handleXDSDump) // xdsdump.go: what `trellis explain` falls back to
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 	// Sidecar API: join token required.
 	mux.Handle("POST /v1/workloads", cp.withToken(cp.handleRegister))

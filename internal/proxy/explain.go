@@ -159,7 +159,8 @@ type translatedSet struct {
 }
 
 // translateSet validates and translates every resource of set in build's
-// order, so a set a sidecar would NACK is an error with the same reason.
+// order and with build's checks (build.go; kept in step by hand), so a set
+// a sidecar would NACK is an error with the same reason.
 func translateSet(set *resources.Set) (*translatedSet, error) {
 	if set == nil {
 		return nil, fmt.Errorf("nil resource set")
@@ -167,11 +168,17 @@ func translateSet(set *resources.Set) (*translatedSet, error) {
 	ts := &translatedSet{set: set, listeners: map[string]*listenerConfig{}, routes: map[string]*routeTable{},
 		clusters: map[string]*cluster{}, inlineRaw: map[string]*routev3.RouteConfiguration{}}
 	for _, name := range resources.SortedKeys(set.Endpoints) {
+		if set.Endpoints[name] == nil {
+			return nil, fmt.Errorf("the proxy rejects this config: cluster load assignment %q: nil resource", name)
+		}
 		if err := validateCLA(set.Endpoints[name]); err != nil {
 			return nil, fmt.Errorf("the proxy rejects this config: cluster load assignment %q: %w", name, err)
 		}
 	}
 	for _, name := range resources.SortedKeys(set.Clusters) {
+		if got := set.Clusters[name].GetName(); got != name {
+			return nil, fmt.Errorf("the proxy rejects this config: cluster %q: name: resource name %q does not match its key", name, got)
+		}
 		c, err := translateCluster(set.Clusters[name], set.Endpoints)
 		if err != nil {
 			return nil, fmt.Errorf("the proxy rejects this config: cluster %q: %w", name, err)
@@ -179,6 +186,9 @@ func translateSet(set *resources.Set) (*translatedSet, error) {
 		ts.clusters[name] = c
 	}
 	for _, name := range resources.SortedKeys(set.Routes) {
+		if got := set.Routes[name].GetName(); got != name {
+			return nil, fmt.Errorf("the proxy rejects this config: route configuration %q: name: resource name %q does not match its key", name, got)
+		}
 		rt, err := translateRouteConfig(set.Routes[name])
 		if err != nil {
 			return nil, fmt.Errorf("the proxy rejects this config: route configuration %q: %w", name, err)
@@ -186,12 +196,20 @@ func translateSet(set *resources.Set) (*translatedSet, error) {
 		ts.routes[name] = rt
 	}
 	stats := newStatsRegistry() // translateListener wants one; this one is thrown away
+	addrs := map[string]string{}
 	for _, name := range resources.SortedKeys(set.Listeners) {
 		l := set.Listeners[name]
+		if l.GetName() != name {
+			return nil, fmt.Errorf("the proxy rejects this config: listener %q: name: resource name %q does not match its key", name, l.GetName())
+		}
 		lc, err := translateListener(l, stats)
 		if err != nil {
 			return nil, fmt.Errorf("the proxy rejects this config: listener %q: %w", name, err)
 		}
+		if other, dup := addrs[lc.address]; dup {
+			return nil, fmt.Errorf("the proxy rejects this config: listener %q: address: %s already used by listener %q", name, lc.address, other)
+		}
+		addrs[lc.address] = name
 		ts.listeners[name] = lc
 		if lc.inlineRoutes != nil {
 			ts.inlineRaw[name] = inlineRouteConfig(l)
@@ -271,22 +289,11 @@ func outboundName(name string) (svc string, port uint32, ok bool) {
 	return parts[2], uint32(p), true
 }
 
-// httpRequest builds the request as the listener's server would read it
-// off the wire, so the path and headers are what the matcher gets.
+// httpRequest builds the request as the outbound listener's server would
+// read it off the wire, so the path and headers are what the matcher gets.
 func (req ExplainRequest) httpRequest(lc *listenerConfig) (*http.Request, error) {
 	if lc.tls != nil {
 		return nil, fmt.Errorf("listener %q is an inbound (TLS) listener: explain requests an app sends to its outbound listeners", lc.name)
-	}
-	method := req.Method
-	if method == "" {
-		method = http.MethodGet
-	}
-	target := req.Target
-	if target == "" {
-		target = "/"
-	}
-	if target[0] != '/' {
-		return nil, fmt.Errorf("request target %q: want a path starting with /", target)
 	}
 	authority := req.Authority
 	if authority == "" {
@@ -298,13 +305,23 @@ func (req ExplainRequest) httpRequest(lc *listenerConfig) (*http.Request, error)
 			authority += ":" + strconv.Itoa(int(req.Port))
 		}
 	}
+	return readRequest(req.Method, req.Target, authority, req.Headers, valueOr(req.Source, "127.0.0.1"))
+}
+
+// readRequest parses a request head made of the parts with net/http's
+// server-side parser.
+func readRequest(method, target, authority string, headers http.Header, source string) (*http.Request, error) {
+	method, target = valueOr(method, http.MethodGet), valueOr(target, "/")
+	if target[0] != '/' {
+		return nil, fmt.Errorf("request target %q: want a path starting with /", target)
+	}
 	if strings.ContainsAny(method+target+authority, " \t\r\n") {
 		return nil, fmt.Errorf("request %q %q (Host %q): no spaces or line breaks allowed", method, target, authority)
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s %s HTTP/1.1\r\nHost: %s\r\n", method, target, authority)
-	names := make([]string, 0, len(req.Headers))
-	for name := range req.Headers {
+	names := make([]string, 0, len(headers))
+	for name := range headers {
 		names = append(names, name)
 	}
 	slices.Sort(names)
@@ -312,7 +329,7 @@ func (req ExplainRequest) httpRequest(lc *listenerConfig) (*http.Request, error)
 		if strings.EqualFold(name, "Host") {
 			continue // the authority
 		}
-		for _, v := range req.Headers[name] {
+		for _, v := range headers[name] {
 			if strings.ContainsAny(name, " \t\r\n:") || strings.ContainsAny(v, "\r\n") {
 				return nil, fmt.Errorf("header %q: %q: invalid name or value", name, v)
 			}
@@ -324,7 +341,7 @@ func (req ExplainRequest) httpRequest(lc *listenerConfig) (*http.Request, error)
 	if err != nil {
 		return nil, fmt.Errorf("request %s %s: %w", method, target, err)
 	}
-	r.RemoteAddr = net.JoinHostPort(valueOr(req.Source, "127.0.0.1"), "0")
+	r.RemoteAddr = net.JoinHostPort(source, "0")
 	return r, nil
 }
 

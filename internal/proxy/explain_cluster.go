@@ -169,21 +169,21 @@ func pickEndpoint(c *cluster, rt *route, r *http.Request) (string, string) {
 	if !cfg.Hashing() {
 		switch cfg.Policy {
 		case lb.LeastRequest:
-			return fmt.Sprintf("least request: the less busy of %d random endpoints among %d", cfg.ChoiceCount, n), ""
+			return fmt.Sprintf("least request: the less busy of %d random picks among %s", cfg.ChoiceCount, endpointsN(n)), ""
 		case lb.Random:
-			return fmt.Sprintf("random among %d endpoints", n), ""
+			return "random among " + endpointsN(n), ""
 		}
-		return fmt.Sprintf("round robin over %d endpoints", n), ""
+		return "round robin over " + endpointsN(n), ""
 	}
 	if rt == nil || len(rt.hash) == 0 {
-		return fmt.Sprintf("%s without a hash policy on the route: a random endpoint among %d", cfg.Policy, n), ""
+		return fmt.Sprintf("%s without a hash policy on the route: random among %s", cfg.Policy, endpointsN(n)), ""
 	}
 	key, setCookie := stdHashKey(rt, c, r)
 	if setCookie != "" {
 		return fmt.Sprintf("%s on a cookie the proxy generates per connection (Set-Cookie: %s): the endpoint depends on the connection", cfg.Policy, setCookie), ""
 	}
 	if _, ok := key.Hash(); !ok {
-		return fmt.Sprintf("%s: the request has no value for the hash policy, so a random endpoint among %d", cfg.Policy, n), ""
+		return fmt.Sprintf("%s: the request has no value for the hash policy, so random among %s", cfg.Policy, endpointsN(n)), ""
 	}
 	b := lb.New[*endpoint](cfg)
 	hosts := make([]*endpoint, 0, n)
@@ -198,6 +198,13 @@ func pickEndpoint(c *cluster, rt *route, r *http.Request) (string, string) {
 		return fmt.Sprintf("%s: no endpoint", cfg.Policy), ""
 	}
 	return fmt.Sprintf("%s of the request's hash key: the same endpoint for every request with this key while no endpoint is ejected or added", cfg.Policy), e.addr
+}
+
+func endpointsN(n int) string {
+	if n == 1 {
+		return "1 endpoint"
+	}
+	return strconv.Itoa(n) + " endpoints"
 }
 
 // endpointInfos lists a cluster's assigned endpoints, found as

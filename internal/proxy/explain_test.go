@@ -540,3 +540,43 @@ func msgs[M proto.Message](m map[string]M) map[string]proto.Message {
 	}
 	return out
 }
+
+func TestExplainInboundRateLimit(t *testing.T) {
+	client, server := golden(t, "reviews-v2-ratings.golden.json"), golden(t, "rl-ratelimit.golden.json")
+	for _, tc := range []struct {
+		method, target string
+		wantRoute      string
+		wantLevel      string
+		wantLimit      RateLimitInfo
+	}{
+		{"POST", "/ratings/1", "ratelimit.routes[0].match[0] writes", "route",
+			RateLimitInfo{MaxTokens: 2, TokensPerFill: 1, FillInterval: "500ms", Enabled: true, Enforced: true, Status: 429}},
+		{"GET", "/ratings/1", "#2", "virtual host", // the service-wide bucket
+			RateLimitInfo{MaxTokens: 10, TokensPerFill: 10, FillInterval: "1s", Enabled: true, Enforced: true, Status: 429}},
+	} {
+		ex, err := Explain(client, ExplainRequest{Destination: "ratings", Method: tc.method, Target: tc.target})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := ex.Clusters[0]
+		if len(c.Endpoints) != 1 || c.Endpoints[0].Workload != "ratings-v1" {
+			t.Fatalf("endpoints %+v, want ratings-v1's", c.Endpoints)
+		}
+		in, err := ExplainInbound(server, c.Endpoints[0].Address, ex.Request.Method, c.Upstream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if in.Listener != "inbound|9080" || in.Route != tc.wantRoute || in.Cluster != "inbound|9080" {
+			t.Errorf("%s %s: inbound %+v, want route %q", tc.method, tc.target, in, tc.wantRoute)
+		}
+		if len(in.Filters) != 1 || in.Filters[0].Limit == nil || !in.Filters[0].Applies || in.Filters[0].Level != tc.wantLevel {
+			t.Fatalf("%s %s: filters %+v, want the local rate limit", tc.method, tc.target, in.Filters)
+		}
+		if diff := cmp.Diff(tc.wantLimit, *in.Filters[0].Limit); diff != "" {
+			t.Errorf("%s %s: bucket (-want +got):\n%s", tc.method, tc.target, diff)
+		}
+	}
+	if _, err := ExplainInbound(server, "127.0.0.1:1", "GET", &UpstreamDetail{Target: "/"}); err == nil {
+		t.Error("an endpoint with no listener: no error")
+	}
+}
