@@ -127,3 +127,51 @@ func TestGRPCMaxRequests(t *testing.T) {
 		t.Error("stream did not end")
 	}
 }
+
+// TestGRPCRouteTimeout: a gRPC call that outlives the route timeout ends
+// with DEADLINE_EXCEEDED (not the UNAVAILABLE a bare HTTP 504 maps to), and
+// the upstream call is cancelled.
+func TestGRPCRouteTimeout(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancelled := make(chan struct{}, 1)
+	gs := grpc.NewServer(grpc.UnaryInterceptor(func(ctx context.Context, _ any, _ *grpc.UnaryServerInfo, _ grpc.UnaryHandler) (any, error) {
+		select {
+		case <-time.After(5 * time.Second):
+			return nil, status.Error(codes.Internal, "not cancelled")
+		case <-ctx.Done():
+			cancelled <- struct{}{}
+			return nil, ctx.Err()
+		}
+	}))
+	testgrpc.RegisterTestServiceServer(gs, testService{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = gs.Serve(ln)
+	}()
+	t.Cleanup(func() {
+		gs.Stop()
+		<-done
+	})
+	m := newRMesh(t, false, true, []*app{{name: "slow", addr: ln.Addr().String()}}, nil,
+		rroute("/", 200*time.Millisecond, nil))
+	client := grpcClient(t, m.addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	_, err = client.UnaryCall(ctx, &testgrpc.SimpleRequest{})
+	if status.Code(err) != codes.DeadlineExceeded {
+		t.Fatalf("call: %v, want DeadlineExceeded", err)
+	}
+	if el := time.Since(start); el > 2*time.Second {
+		t.Errorf("answered after %v, want about the 200ms route timeout", el)
+	}
+	select {
+	case <-cancelled:
+	case <-time.After(3 * time.Second):
+		t.Error("the upstream call was not cancelled")
+	}
+}

@@ -85,7 +85,7 @@ func newReverseProxyForwarder(p *Proxy) *reverseProxyForwarder {
 			t.cluster.stats.response(code)
 			p.log.Debug("upstream request failed", "cluster", t.cluster.name, "endpoint", t.endpoint,
 				"reason", reason, "error", err, "cause", context.Cause(r.Context()))
-			localReply(w, code, reason)
+			localReply(w, r, code, reason)
 		},
 	}
 	return f

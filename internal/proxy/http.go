@@ -40,7 +40,7 @@ func (h *httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if lc == nil || lc.kind != kindHTTP {
 		// The listener was removed (or replaced by a TCP one) and is draining.
 		w.Header().Set("Connection", "close")
-		localReply(w, http.StatusServiceUnavailable, reasonListenerDraining)
+		localReply(w, r, http.StatusServiceUnavailable, reasonListenerDraining)
 		return
 	}
 	lc.stats.requests.Add(1)
@@ -61,7 +61,7 @@ func (h *httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if rt == nil {
 		lc.stats.response(http.StatusNotFound)
-		localReply(w, http.StatusNotFound, reasonRouteNotFound)
+		localReply(w, r, http.StatusNotFound, reasonRouteNotFound)
 		return
 	}
 	name, wc := "", -1
@@ -75,7 +75,7 @@ func (h *httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c := cfg.clusters[name]
 	if c == nil {
 		lc.stats.response(http.StatusServiceUnavailable)
-		localReply(w, http.StatusServiceUnavailable, reasonClusterNotFound)
+		localReply(w, r, http.StatusServiceUnavailable, reasonClusterNotFound)
 		return
 	}
 	c.stats.requests.Add(1)
@@ -84,7 +84,7 @@ func (h *httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		c.stats.upstreamOverflow.Add(1)
 		lc.stats.response(http.StatusServiceUnavailable)
 		c.stats.response(http.StatusServiceUnavailable)
-		localReply(w, http.StatusServiceUnavailable, reasonOverflow)
+		localReply(w, r, http.StatusServiceUnavailable, reasonOverflow)
 		return
 	}
 	defer st.br.Requests.Release()
@@ -95,7 +95,7 @@ func (h *httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		lc.stats.response(http.StatusServiceUnavailable)
 		c.stats.response(http.StatusServiceUnavailable)
-		localReply(w, http.StatusServiceUnavailable, reasonNoHealthy)
+		localReply(w, r, http.StatusServiceUnavailable, reasonNoHealthy)
 		return
 	}
 	t.ep, t.endpoint = ep, ep.addr
@@ -124,25 +124,33 @@ func (h *httpHandler) sanitizeInbound(w http.ResponseWriter, r *http.Request, lc
 	if err != nil {
 		// The TLS layer verified an SVID, so this does not happen.
 		lc.stats.response(http.StatusForbidden)
-		localReply(w, http.StatusForbidden, reasonIdentity)
+		localReply(w, r, http.StatusForbidden, reasonIdentity)
 		return false
 	}
 	own, err := h.p.ownID.get(h.p.id)
 	if err != nil {
 		h.p.log.Error("own identity unavailable", "error", err)
 		lc.stats.response(http.StatusServiceUnavailable)
-		localReply(w, http.StatusServiceUnavailable, reasonIdentity)
+		localReply(w, r, http.StatusServiceUnavailable, reasonIdentity)
 		return false
 	}
 	r.Header.Set(headerXFCC, "By="+own+";URI="+peer.String())
 	return true
 }
 
-func localReply(w http.ResponseWriter, code int, reason string) {
-	h := w.Header()
-	h.Set(headerReason, reason)
-	h.Set("Content-Type", "text/plain; charset=utf-8")
-	h.Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(code)
-	_, _ = w.Write([]byte(reason + "\n"))
+// localReply answers an error the proxy itself found. A gRPC request gets
+// it as gRPC does: trailers-only, with the grpc-status of the HTTP code
+// (UNAVAILABLE for a 503), and DEADLINE_EXCEEDED for a timeout.
+func localReply(w http.ResponseWriter, r *http.Request, code int, reason string) {
+	lr := proxyError(code, reason)
+	if isGRPC(r.Header.Get("Content-Type")) {
+		lr.grpc = true
+		if reason == reasonTimeout {
+			lr.grpcStatus = grpcDeadlineExceeded
+		}
+	}
+	writeLocalHTTP(w, &lr, r.Method == http.MethodHead, nil, &rlHeaders{})
 }
+
+// grpcDeadlineExceeded is gRPC's status code DEADLINE_EXCEEDED.
+const grpcDeadlineExceeded = 4
