@@ -43,6 +43,8 @@ func TestTraffic(t *testing.T) {
 		{"mirroring", testMirroring},
 		{"rate-limit", testRateLimit},
 		{"rate-limit-envoyfilter", testRateLimitEnvoyFilter},
+		{"service-profile", testServiceProfile},
+		{"httproute", testHTTPRoute},
 	}
 	for _, s := range steps {
 		tm.reset(t)
@@ -63,7 +65,8 @@ type httpbinApp struct{ name, url string }
 // reset removes every traffic config the examples create and puts the apps back to normal.
 func (tm *trafficMesh) reset(t *testing.T) {
 	t.Helper()
-	for _, kc := range [][2]string{{"virtualservice", "httpbin"}, {"ratelimit", "httpbin"}, {"envoyfilter", "httpbin-ratelimit"}} {
+	for _, kc := range [][2]string{{"virtualservice", "httpbin"}, {"ratelimit", "httpbin"}, {"envoyfilter", "httpbin-ratelimit"},
+		{"serviceprofile", "httpbin.default.svc.cluster.local"}, {"httproute", "httpbin"}} {
 		_, _, _ = tm.cli("delete", kc[0], kc[1]) // absent is fine
 	}
 	// The DestinationRule of mesh.yaml (the document after the Mesh), as `trellis up` applied it.
