@@ -6,7 +6,7 @@ import (
 	"net/http"
 
 	"github.com/trellis-mesh/trellis/internal/registry"
-	"github.com/trellis-mesh/trellis/internal/xds"
+	"github.com/trellis-mesh/trellis/internal/xds/resources"
 )
 
 // handleXDSDump serves GET /v1/xds/{ns}/{name}: the configuration the
@@ -29,7 +29,7 @@ func (cp *ControlPlane) handleXDSDump(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Errorf("workload %s/%s: nothing compiled yet (its sidecar has not opened an xDS stream)", ns, name))
 		return
 	}
-	data, err := xds.ConfigDump(set)
+	data, err := resources.ConfigDump(set)
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, err)
 		return

@@ -4,10 +4,9 @@ import (
 	"testing"
 
 	adminv3 "github.com/envoyproxy/go-control-plane/envoy/admin/v3"
+	"github.com/trellis-mesh/trellis/internal/xds/resources"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
-
-	"github.com/trellis-mesh/trellis/internal/xds"
 )
 
 func TestResourcesAndConfigDump(t *testing.T) {
@@ -28,7 +27,7 @@ func TestResourcesAndConfigDump(t *testing.T) {
 		len(got.Listeners)+len(got.Routes)+len(got.Clusters)+len(got.Endpoints) != 4 {
 		t.Errorf("Resources returned %+v, want the set given", got)
 	}
-	data, err := xds.ConfigDump(got)
+	data, err := resources.ConfigDump(got)
 	if err != nil {
 		t.Fatal(err)
 	}
