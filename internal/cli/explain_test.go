@@ -19,7 +19,6 @@ import (
 
 	"github.com/trellis-mesh/trellis/internal/api"
 	"github.com/trellis-mesh/trellis/internal/proxy"
-	"github.com/trellis-mesh/trellis/internal/xds"
 	"github.com/trellis-mesh/trellis/internal/xds/resources"
 )
 
@@ -72,7 +71,7 @@ type fakeMesh struct {
 func newFakeMesh(t *testing.T, clientGolden string, sidecarUp bool) *fakeMesh {
 	t.Helper()
 	dump := func(name string) []byte {
-		data, err := xds.ConfigDump(goldenSet(t, name))
+		data, err := resources.ConfigDump(goldenSet(t, name))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -217,7 +216,7 @@ func TestExplainCommandErrors(t *testing.T) {
 
 func TestExplainConfigDumpFile(t *testing.T) {
 	set := goldenSet(t, "split-90-10.golden.json")
-	dump, err := xds.ConfigDump(set)
+	dump, err := resources.ConfigDump(set)
 	if err != nil {
 		t.Fatal(err)
 	}
