@@ -36,6 +36,10 @@ type Input struct {
 	HTTPRoutes      []*model.GatewayHTTPRoute
 	RateLimits      []*model.RateLimit
 	EnvoyFilters    []*model.EnvoyFilter
+	// Security policies (security*.go).
+	PeerAuthentications    []*model.PeerAuthentication
+	AuthorizationPolicies  []*model.AuthorizationPolicy
+	RequestAuthentications []*model.RequestAuthentication
 }
 
 // Add puts obj into the slice of its kind; it reports false for a kind
@@ -58,6 +62,12 @@ func (in *Input) Add(obj model.Object) bool {
 		in.RateLimits = append(in.RateLimits, o)
 	case *model.EnvoyFilter:
 		in.EnvoyFilters = append(in.EnvoyFilters, o)
+	case *model.PeerAuthentication:
+		in.PeerAuthentications = append(in.PeerAuthentications, o)
+	case *model.AuthorizationPolicy:
+		in.AuthorizationPolicies = append(in.AuthorizationPolicies, o)
+	case *model.RequestAuthentication:
+		in.RequestAuthentications = append(in.RequestAuthentications, o)
 	default:
 		return false
 	}

@@ -50,13 +50,16 @@ func writeError(w http.ResponseWriter, code int, err error) {
 
 // applyableKinds are the kinds `trellis apply` stores.
 var applyableKinds = map[string]bool{
-	model.KindVirtualService:   true,
-	model.KindDestinationRule:  true,
-	model.KindTrafficSplit:     true,
-	model.KindServiceProfile:   true,
-	model.KindGatewayHTTPRoute: true,
-	model.KindRateLimit:        true,
-	model.KindEnvoyFilter:      true,
+	model.KindVirtualService:        true,
+	model.KindDestinationRule:       true,
+	model.KindTrafficSplit:          true,
+	model.KindServiceProfile:        true,
+	model.KindGatewayHTTPRoute:      true,
+	model.KindRateLimit:             true,
+	model.KindEnvoyFilter:           true,
+	model.KindPeerAuthentication:    true,
+	model.KindAuthorizationPolicy:   true,
+	model.KindRequestAuthentication: true,
 }
 
 // canonicalKind maps the names users type (vs, virtualservices,
@@ -78,6 +81,12 @@ func canonicalKind(s string) (string, bool) {
 		return model.KindRateLimit, true
 	case "envoyfilter", "envoyfilters":
 		return model.KindEnvoyFilter, true
+	case "peerauthentication", "peerauthentications", "pa":
+		return model.KindPeerAuthentication, true
+	case "authorizationpolicy", "authorizationpolicies", "ap":
+		return model.KindAuthorizationPolicy, true
+	case "requestauthentication", "requestauthentications", "ra":
+		return model.KindRequestAuthentication, true
 	case "workload", "workloads":
 		return model.KindWorkload, true
 	}

@@ -63,14 +63,17 @@ func newMeshModel(logger *slog.Logger) *meshModel {
 // watchedKinds are the kinds the model holds; other store changes (tokens,
 // the CA, mesh info) do not touch any proxy.
 var watchedKinds = map[string]bool{
-	model.KindWorkload:         true,
-	model.KindVirtualService:   true,
-	model.KindDestinationRule:  true,
-	model.KindTrafficSplit:     true,
-	model.KindServiceProfile:   true,
-	model.KindGatewayHTTPRoute: true,
-	model.KindRateLimit:        true,
-	model.KindEnvoyFilter:      true,
+	model.KindWorkload:              true,
+	model.KindVirtualService:        true,
+	model.KindDestinationRule:       true,
+	model.KindTrafficSplit:          true,
+	model.KindServiceProfile:        true,
+	model.KindGatewayHTTPRoute:      true,
+	model.KindRateLimit:             true,
+	model.KindEnvoyFilter:           true,
+	model.KindPeerAuthentication:    true,
+	model.KindAuthorizationPolicy:   true,
+	model.KindRequestAuthentication: true,
 }
 
 // relist replaces the model with the store's contents and marks everything changed.

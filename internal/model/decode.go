@@ -55,6 +55,12 @@ func newObject(kind string) Object {
 		return &RateLimit{}
 	case KindEnvoyFilter:
 		return &EnvoyFilter{}
+	case KindPeerAuthentication:
+		return &PeerAuthentication{}
+	case KindAuthorizationPolicy:
+		return &AuthorizationPolicy{}
+	case KindRequestAuthentication:
+		return &RequestAuthentication{}
 	}
 	return nil
 }
@@ -74,6 +80,8 @@ func apiVersions(kind string) []string {
 		return ServiceProfileVersions
 	case KindGatewayHTTPRoute:
 		return GatewayAPIVersions
+	case KindPeerAuthentication, KindAuthorizationPolicy, KindRequestAuthentication:
+		return IstioSecurityVersions
 	}
 	return nil
 }

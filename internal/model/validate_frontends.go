@@ -17,6 +17,12 @@ func (v *validator) frontEnd(obj Object) bool {
 		v.rateLimit(&o.Spec)
 	case *EnvoyFilter:
 		v.envoyFilter(&o.Spec)
+	case *PeerAuthentication:
+		v.peerAuthentication(&o.Spec)
+	case *AuthorizationPolicy:
+		v.authorizationPolicy(&o.Spec)
+	case *RequestAuthentication:
+		v.requestAuthentication(&o.Spec)
 	default:
 		return false
 	}
