@@ -34,6 +34,7 @@ var exampleFiles = []string{
 	"traffic/retries.yaml",
 	"traffic/service-profile.yaml",
 	"traffic/session-affinity.yaml",
+	"traffic/traffic-split.yaml",
 	"../bench/mesh.yaml",
 	"../bench/mesh-h2.yaml",
 }

@@ -66,3 +66,45 @@ func testHTTPRoute(t *testing.T, tm *trafficMesh) {
 		t.Errorf("x-canary with 2s answers: %d after %v, want 504 after the rule's 500ms", code, el)
 	}
 }
+
+// testTrafficSplit: an SMI TrafficSplit sends the root service's requests to
+// its backend services by weight; without it the root service's own
+// workload serves them.
+func testTrafficSplit(t *testing.T, tm *trafficMesh) {
+	website := "http://" + tm.workload("client-v1").Upstreams["website"]
+	get := func() (int, string) {
+		t.Helper()
+		code, hdr, _, err := httpGet(website + "/get")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if code != http.StatusOK {
+			return code, hdr.Get("X-Trellis-Reason")
+		}
+		return code, hdr.Get(demoapp.HeaderServedBy)
+	}
+	if code, who := get(); code != http.StatusOK || who != "website" {
+		t.Fatalf("website without a split: %d %s, want 200 from the root's own workload", code, who)
+	}
+	tm.apply(t, "traffic-split.yaml")
+	// 1,000 requests at 75/25: the count of website-v1 is binomial with
+	// sigma = sqrt(1000*0.75*0.25) = 13.7; 4 sigma is +-55.
+	const n = 1000
+	counts := map[string]int{}
+	for range n {
+		code, who := get()
+		if code != http.StatusOK {
+			t.Fatalf("website with the split: %d %s", code, who)
+		}
+		counts[who]++
+	}
+	if v1 := counts["website-v1"]; v1 < 750-55 || v1 > 750+55 || counts["website-v1"]+counts["website-v2"] != n {
+		t.Errorf("75/25 split over %d requests: %v, want website-v1 in 695..805 and nothing else", n, counts)
+	}
+	t.Logf("75/25 split over %d requests: %v", n, counts)
+	deleteConfig(t, tm.mesh, "trafficsplit", "website")
+	tm.waitSynced(t)
+	if code, who := get(); code != http.StatusOK || who != "website" {
+		t.Errorf("website after deleting the split: %d %s, want 200 from the root's own workload again", code, who)
+	}
+}

@@ -45,6 +45,7 @@ func TestTraffic(t *testing.T) {
 		{"rate-limit-envoyfilter", testRateLimitEnvoyFilter},
 		{"service-profile", testServiceProfile},
 		{"httproute", testHTTPRoute},
+		{"traffic-split", testTrafficSplit},
 	}
 	for _, s := range steps {
 		tm.reset(t)
@@ -66,7 +67,8 @@ type httpbinApp struct{ name, url string }
 func (tm *trafficMesh) reset(t *testing.T) {
 	t.Helper()
 	for _, kc := range [][2]string{{"virtualservice", "httpbin"}, {"ratelimit", "httpbin"}, {"envoyfilter", "httpbin-ratelimit"},
-		{"serviceprofile", "httpbin.default.svc.cluster.local"}, {"httproute", "httpbin"}} {
+		{"serviceprofile", "httpbin.default.svc.cluster.local"}, {"httproute", "httpbin"},
+		{"trafficsplit", "website"}} {
 		_, _, _ = tm.cli("delete", kc[0], kc[1]) // absent is fine
 	}
 	// The DestinationRule of mesh.yaml (the document after the Mesh), as `trellis up` applied it.
