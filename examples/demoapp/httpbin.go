@@ -226,6 +226,7 @@ type HttpbinEcho struct {
 	Method   string              `json:"method"`
 	Host     string              `json:"host"`
 	Path     string              `json:"path"`
+	URI      string              `json:"uri"` // the request-target exactly as received
 	Query    map[string][]string `json:"query"`
 	Headers  map[string][]string `json:"headers"`
 	Body     string              `json:"body,omitempty"`
@@ -235,7 +236,7 @@ func (b *httpbin) echo(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(io.LimitReader(r.Body, httpbinMaxBody))
 	writeJSON(w, http.StatusOK, HttpbinEcho{
 		Workload: b.cfg.workload, Version: b.cfg.version,
-		Method: r.Method, Host: r.Host, Path: r.URL.Path, Query: r.URL.Query(),
+		Method: r.Method, Host: r.Host, Path: r.URL.Path, URI: r.RequestURI, Query: r.URL.Query(),
 		Headers: r.Header, Body: string(body),
 	})
 }
