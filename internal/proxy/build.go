@@ -38,9 +38,9 @@ func (p *Proxy) build(set *resources.Set, prev *runtimeConfig) (*runtimeConfig, 
 			return nil, fmt.Errorf("cluster %q: %w", name, err)
 		}
 		tc.stats = p.stats.cluster(name)
-		if (tc.http2 || p.legacyHTTP1) && (tc.pool.maxRequestsPerConn > 0 || tc.pool.maxConnDuration > 0) {
-			p.log.Warn("max_requests_per_connection and max_connection_duration are applied by the HTTP/1.1 fast path only; "+
-				"ignored on the net/http transports (HTTP/2, legacy mode)", "cluster", name)
+		if p.legacyHTTP1 && !tc.http2 && (tc.pool.maxRequestsPerConn > 0 || tc.pool.maxConnDuration > 0) {
+			p.log.Warn("max_requests_per_connection and max_connection_duration are not applied to HTTP/1.1 clusters in legacy mode "+
+				"(TRELLIS_PROXY_LEGACY_HTTP1)", "cluster", name)
 		}
 		cfg.clusters[name] = tc
 	}

@@ -121,6 +121,20 @@ func newUpstream(c *cluster, id tlsutil.Identity) *upstream {
 		t.Protocols.SetHTTP1(true)
 		t.MaxConnsPerHost = maxConnsPerHost(c)
 	}
+	if c.http2 && (c.pool.maxRequestsPerConn > 0 || c.pool.maxConnDuration > 0) {
+		// net/http's pool cannot retire a connection after N requests or
+		// an age: this cluster's connections are kept by h2LimitPool.
+		pool := newH2LimitPool(t, up.scheme, c.pool.maxRequestsPerConn, c.pool.maxConnDuration, idle)
+		up.transport = pool
+		up.closeIdle = func() {
+			pool.closeIdle()
+			up.h1.closeIdle()
+		}
+		up.retire = func() {
+			pool.retire()
+			up.h1.retire()
+		}
+	}
 	return up
 }
 
