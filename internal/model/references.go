@@ -26,8 +26,9 @@ func ResolveHost(host, ns string) ServiceRef {
 // after an apply) and returns warnings, sorted, for dangling references that
 // Istio accepts: a route to a subset no DestinationRule defines, a
 // destination service no workload serves (only when some workloads are
-// known), and hosts routed by more than one VirtualService. The order of objs
-// does not matter.
+// known), hosts routed by more than one VirtualService, and
+// PeerAuthentications shadowed by another at the same level. The order of
+// objs does not matter.
 func CheckReferences(objs []Object) []string {
 	subsets := map[ServiceRef]map[string]bool{}
 	services := map[ServiceRef]bool{}
@@ -97,6 +98,9 @@ func CheckReferences(objs []Object) []string {
 		}
 	}
 	for _, w := range frontEndReferences(objs, services) { // references_frontends.go
+		add(w)
+	}
+	for _, w := range securityReferences(objs) { // references_security.go
 		add(w)
 	}
 	sort.Strings(warns)

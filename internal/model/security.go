@@ -1,5 +1,7 @@
 package model
 
+import "strconv"
+
 // Istio's security resources (security.istio.io v1beta1 and v1), with the
 // upstream field names. Their meaning is decided by the compiler
 // (internal/compile/security*.go); docs/adr/002-security.md is the contract.
@@ -208,4 +210,38 @@ type JWTHeader struct {
 type ClaimToHeader struct {
 	Header string `json:"header"`
 	Claim  string `json:"claim"`
+}
+
+// Empty reports whether the selector leaves the choice to the namespace:
+// nil or no matchLabels, so the policy applies to every workload of its
+// namespace (of the mesh, in RootNamespace).
+func (s *LabelSelector) Empty() bool { return s == nil || len(s.MatchLabels) == 0 }
+
+// Matches reports whether labels has every label of the selector; an empty
+// selector matches every workload.
+func (s *LabelSelector) Matches(labels map[string]string) bool {
+	if s == nil {
+		return true
+	}
+	for k, want := range s.MatchLabels {
+		if got, ok := labels[k]; !ok || got != want {
+			return false
+		}
+	}
+	return true
+}
+
+// ModeFor returns the mode this policy sets for a workload port: its
+// portLevelMtls entry, else (absent, or UNSET, which inherits the
+// policy's own mode as in Istio) spec.mtls.mode; MTLSUnset when the policy
+// leaves the port to the next level (namespace, then mesh, then the
+// default). Ports are the keys as written in portLevelMtls.
+func (s *PeerAuthenticationSpec) ModeFor(port uint32) string {
+	if m, ok := s.PortLevelMtls[strconv.FormatUint(uint64(port), 10)]; ok && m.Mode != "" && m.Mode != MTLSUnset {
+		return m.Mode
+	}
+	if s.Mtls != nil && s.Mtls.Mode != "" {
+		return s.Mtls.Mode
+	}
+	return MTLSUnset
 }
