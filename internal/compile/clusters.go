@@ -68,7 +68,11 @@ func (ix *Index) buildClusters(t target) ([]builtCluster, error) {
 	out := make([]builtCluster, 0, len(all))
 	for _, s := range all {
 		name := ClusterName(t.port, s.name, t.svc.Name)
-		cl, err := newCluster(name, p, sans, ix.clusterPolicy(t.svc, s.name, t.port))
+		var secure []string // nil: plaintext, every endpoint's workload has mTLS DISABLEd (security.go)
+		if !ix.plaintextTo(t.svc, s.labels, t.port) {
+			secure = sans
+		}
+		cl, err := newCluster(name, p, secure, ix.clusterPolicy(t.svc, s.name, t.port))
 		if err != nil {
 			return nil, fmt.Errorf("cluster %s: %w", name, err)
 		}
@@ -81,15 +85,19 @@ func (ix *Index) buildClusters(t target) ([]builtCluster, error) {
 	return out, nil
 }
 
-// newCluster is an outbound EDS cluster speaking p, secured for sans, with
-// the DestinationRule policy in force for it: load balancing, connection
-// pool (circuit breakers, connect timeout, HTTP connection options, h2
-// upgrade), outlier detection and the retry budget.
+// newCluster is an outbound EDS cluster speaking p, secured for sans
+// (plaintext when sans is nil), with the DestinationRule policy in force
+// for it: load balancing, connection pool (circuit breakers, connect
+// timeout, HTTP connection options, h2 upgrade), outlier detection and the
+// retry budget.
 func newCluster(name string, p model.Protocol, sans []string, pol policy) (*clusterv3.Cluster, error) {
 	p = upstreamProtocol(p, pol.ConnectionPool)
-	ts, err := upstreamTLS(p, sans)
-	if err != nil {
-		return nil, err
+	var ts *corev3.TransportSocket
+	if sans != nil {
+		var err error
+		if ts, err = upstreamTLS(p, sans); err != nil {
+			return nil, err
+		}
 	}
 	opts, err := protocolOptions(p, pol.ConnectionPool)
 	if err != nil {

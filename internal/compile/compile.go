@@ -2,16 +2,19 @@
 // It is a pure function: no I/O, no clock, deterministic output. What each
 // resource contains is fixed by the "xDS contract" of ARCHITECTURE.md.
 //
-//	Input (workloads, VirtualServices, DestinationRules, front ends, rate limits)
+//	Input (workloads, VirtualServices, DestinationRules, front ends, rate limits, security policies)
 //	   │ NewIndex: services → workloads, host → VirtualService (Istio's, else
 //	   │ converted from a TrafficSplit, ServiceProfile or HTTPRoute),
-//	   │ host → DestinationRules, service → RateLimits, EnvoyFilter limits
+//	   │ host → DestinationRules, service → RateLimits, EnvoyFilter limits,
+//	   │ namespace → PeerAuthentications, AuthorizationPolicies, RequestAuthentications
 //	   ▼
 //	Proxy(in, "reviews-v1")
-//	   ├─ inbound.go   inbound|<port>                      listener + STATIC cluster (+ ratelimit.go)
+//	   ├─ inbound.go   inbound|<port>                      listener (chains by mTLS mode, jwt_authn, rbac:
+//	   │                                                   security*.go) + STATIC cluster (+ ratelimit.go)
 //	   ├─ outbound.go  outbound|<port>|<service>           listener per upstream
 //	   ├─ routes.go    outbound|<port>|<service>           RouteConfiguration (VirtualService http[])
-//	   └─ clusters.go  outbound|<port>|<subset>|<service>  EDS clusters + ClusterLoadAssignments
+//	   └─ clusters.go  outbound|<port>|<subset>|<service>  EDS clusters (plaintext to DISABLE servers)
+//	                                                       + ClusterLoadAssignments
 package compile
 
 import (
@@ -98,6 +101,7 @@ type Index struct {
 	drByHost    map[model.ServiceRef][]*model.DestinationRule // by namespace/name, then converted ones
 	rateLimits  map[model.ServiceRef][]*model.RateLimit       // valid ones, by namespace/name
 	filterRLs   []envoyFilterLimits                           // EnvoyFilters' rate limits, in precedence order
+	sec         securityIndex                                 // security policies (security.go)
 }
 
 // NewIndex arranges in for lookups.
@@ -155,6 +159,7 @@ func NewIndex(in *Input) *Index {
 	}
 	ix.addFrontEnds(in)  // frontends.go
 	ix.addRateLimits(in) // ratelimit.go
+	ix.addSecurity(in)   // security.go
 	return ix
 }
 

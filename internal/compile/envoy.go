@@ -7,7 +7,9 @@ import (
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	tlsinspectorv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
@@ -25,6 +27,7 @@ const (
 	tcpProxyFilter     = "envoy.filters.network.tcp_proxy"
 	routerFilter       = "envoy.filters.http.router"
 	tlsTransportSocket = "envoy.transport_sockets.tls"
+	tlsInspectorFilter = "envoy.filters.listener.tls_inspector"
 	httpProtocolOpts   = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 	sdsCert            = "default"
 	sdsRoot            = "ROOTCA"
@@ -167,7 +170,35 @@ func routerFilters() ([]*hcmv3.HttpFilter, error) {
 	if err != nil {
 		return nil, err
 	}
-	return []*hcmv3.HttpFilter{{Name: routerFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: a}}}, nil
+	return []*hcmv3.HttpFilter{typedHTTPFilter(routerFilter, a)}, nil
+}
+
+func typedHTTPFilter(name string, a *anypb.Any) *hcmv3.HttpFilter {
+	return &hcmv3.HttpFilter{Name: name, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: a}}
+}
+
+func typedNetworkFilter(name string, a *anypb.Any) *listenerv3.Filter {
+	return &listenerv3.Filter{Name: name, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: a}}
+}
+
+// normalizePaths sets the path normalization every HCM gets (ADR 002):
+// RFC 3986 normalization, merged slashes, %2F and %5C decoded to "/", so
+// that routes and rbac see, and the app receives, one spelling of a path.
+func normalizePaths(h *hcmv3.HttpConnectionManager) *hcmv3.HttpConnectionManager {
+	h.NormalizePath = wrapperspb.Bool(true)
+	h.MergeSlashes = true
+	h.PathWithEscapedSlashesAction = hcmv3.HttpConnectionManager_UNESCAPE_AND_FORWARD
+	return h
+}
+
+// tlsInspector is the listener filter that tells TLS from plaintext by
+// the first bytes (PERMISSIVE listeners).
+func tlsInspector() (*listenerv3.ListenerFilter, error) {
+	a, err := toAny(&tlsinspectorv3.TlsInspector{})
+	if err != nil {
+		return nil, err
+	}
+	return &listenerv3.ListenerFilter{Name: tlsInspectorFilter, ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: a}}, nil
 }
 
 func duration(d time.Duration) *durationpb.Duration { return durationpb.New(d) }

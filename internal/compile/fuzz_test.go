@@ -3,15 +3,21 @@ package compile
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/trellis-mesh/trellis/internal/model"
 )
 
-// FuzzProxy compiles every workload of any set of objects Decode accepts:
+// FuzzProxy compiles every workload of any set of objects Decode accepts
+// (every kind compile reads, security policies included):
 // the compiler must never panic on validated input, and must be deterministic.
 func FuzzProxy(f *testing.F) {
 	files, err := filepath.Glob("testdata/*.yaml")
+	if err != nil {
+		f.Fatal(err)
+	}
+	mesh, err := os.ReadFile("testdata/sec-mesh.yaml")
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -21,19 +27,15 @@ func FuzzProxy(f *testing.F) {
 			f.Fatal(err)
 		}
 		f.Add(data)
+		if strings.HasPrefix(filepath.Base(name), "sec-") { // security policies need the workloads
+			f.Add(append(append(append([]byte{}, mesh...), "\n---\n"...), data...))
+		}
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		objs, _ := model.Decode(data, "fuzz.yaml")
 		in := &Input{}
 		for _, o := range objs {
-			switch o := o.(type) {
-			case *model.Workload:
-				in.Workloads = append(in.Workloads, o)
-			case *model.VirtualService:
-				in.VirtualServices = append(in.VirtualServices, o)
-			case *model.DestinationRule:
-				in.DestinationRules = append(in.DestinationRules, o)
-			}
+			in.Add(o)
 		}
 		for _, w := range in.Workloads {
 			a, errA := Proxy(in, w.Name)

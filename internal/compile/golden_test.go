@@ -68,6 +68,18 @@ var goldenCases = []struct {
 	{"dr-outlier", []string{"bookinfo.yaml", "dr-outlier.yaml"}, "productpage-v1"},
 	{"dr-subset-override", []string{"bookinfo.yaml", "dr-subset-override.yaml"}, "productpage-v1"},
 	{"dr-retry-budget", []string{"bookinfo.yaml", "dr-retry-budget.yaml"}, "productpage-v1"},
+	// Security policies (security*.go, ADR 002).
+	{"sec-strict", []string{"sec-mesh.yaml"}, "backend-v1"},
+	{"sec-peer-permissive", []string{"sec-mesh.yaml", "sec-peer.yaml"}, "backend-v1"},
+	{"sec-peer-disable", []string{"sec-mesh.yaml", "sec-peer.yaml"}, "legacy-v1"},
+	{"sec-peer-tcp", []string{"sec-mesh.yaml", "sec-peer.yaml"}, "db-0"},
+	{"sec-client-plaintext", []string{"sec-mesh.yaml", "sec-peer.yaml"}, "frontend-v1"},
+	{"sec-authz-http", []string{"sec-mesh.yaml", "sec-authz.yaml"}, "backend-v1"},
+	{"sec-authz-deny-all", []string{"sec-mesh.yaml", "sec-authz-forms.yaml"}, "legacy-v1"},
+	{"sec-authz-allow-all", []string{"sec-mesh.yaml", "sec-authz-forms.yaml"}, "frontend-v1"},
+	{"sec-authz-tcp", []string{"sec-mesh.yaml", "sec-authz-tcp.yaml"}, "db-0"},
+	{"sec-jwt", []string{"sec-mesh.yaml", "sec-jwt.yaml"}, "backend-v1"},
+	{"sec-all", []string{"sec-mesh.yaml", "sec-peer.yaml", "sec-authz.yaml", "sec-jwt.yaml", "sec-ratelimit.yaml"}, "backend-v1"},
 }
 
 // loadInput decodes testdata files into an Input.
@@ -202,6 +214,7 @@ func TestGoldenFilesDecode(t *testing.T) {
 			if err := json.Unmarshal(data, &doc); err != nil {
 				t.Fatal(err)
 			}
+			plaintextOK := strings.HasPrefix(tc.name, "sec-")
 			for _, raw := range doc["listeners"] {
 				var l listenerv3.Listener
 				if err := protojson.Unmarshal(raw, &l); err != nil {
@@ -211,8 +224,11 @@ func TestGoldenFilesDecode(t *testing.T) {
 					t.Errorf("listener %s has no port", l.GetName())
 				}
 				inbound := strings.HasPrefix(l.GetName(), "inbound|")
-				if hasTLS := l.GetFilterChains()[0].GetTransportSocket() != nil; hasTLS != inbound {
-					t.Errorf("listener %s: TLS %v, want %v", l.GetName(), hasTLS, inbound)
+				for i, fc := range l.GetFilterChains() {
+					// Only a PeerAuthentication (sec-* cases) makes an inbound chain plaintext.
+					if hasTLS := fc.GetTransportSocket() != nil; hasTLS != inbound && (hasTLS || !plaintextOK) {
+						t.Errorf("listener %s chain %d: TLS %v, want %v", l.GetName(), i, hasTLS, inbound)
+					}
 				}
 			}
 			for _, raw := range doc["clusters"] {
@@ -220,7 +236,7 @@ func TestGoldenFilesDecode(t *testing.T) {
 				if err := protojson.Unmarshal(raw, &c); err != nil {
 					t.Fatal(err)
 				}
-				if strings.HasPrefix(c.GetName(), "outbound|") {
+				if strings.HasPrefix(c.GetName(), "outbound|") && (c.GetTransportSocket() != nil || !plaintextOK) {
 					sans := upstreamSANs(t, &c)
 					if len(sans) == 0 || !strings.HasPrefix(sans[0], "spiffe://cluster.local/ns/default/sa/") {
 						t.Errorf("cluster %s: SANs %v", c.GetName(), sans)

@@ -39,7 +39,7 @@ func (c *compiler) outbound(svc model.ServiceRef, u model.Upstream) error {
 			return err
 		}
 		filterName = hcmFilter
-		filter = &hcmv3.HttpConnectionManager{
+		filter = normalizePaths(&hcmv3.HttpConnectionManager{
 			StatPrefix: name,
 			CodecType:  hcmv3.HttpConnectionManager_AUTO,
 			RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
@@ -47,7 +47,7 @@ func (c *compiler) outbound(svc model.ServiceRef, u model.Upstream) error {
 				RouteConfigName: name,
 			}},
 			HttpFilters: filters,
-		}
+		})
 	} else {
 		tp, reached, err := c.tcpProxy(name, svc, port)
 		if err != nil {

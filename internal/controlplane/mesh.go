@@ -13,8 +13,9 @@ import (
 
 // meshModel is the control plane's in-memory copy of what compile reads:
 // workloads (with their health), VirtualServices, DestinationRules, the
-// front ends converted into them (TrafficSplit, ServiceProfile, HTTPRoute)
-// and the local rate limits (RateLimit, EnvoyFilter). It is fed by store
+// front ends converted into them (TrafficSplit, ServiceProfile, HTTPRoute),
+// the local rate limits (RateLimit, EnvoyFilter) and the security policies
+// (PeerAuthentication, AuthorizationPolicy, RequestAuthentication). It is fed by store
 // watch events, each decoded once, and says which services and workloads a
 // change touches, so only the proxies that depend on them are recompiled. It is owned by the reconcile loop: not safe for
 // concurrent use.
@@ -143,22 +144,34 @@ func (m *meshModel) apply(ev store.Event, cs *changeSet) {
 }
 
 // markServers marks the workloads whose own (inbound) configuration obj
-// shapes: a RateLimit's service's workloads, those an EnvoyFilter selects.
-// Their callers are not affected.
+// shapes: a RateLimit's service's workloads, those an EnvoyFilter, an
+// AuthorizationPolicy or a RequestAuthentication selects (root-namespace
+// policies select across namespaces). Their callers are not affected,
+// except by a PeerAuthentication: a DISABLE server is called in plaintext,
+// so the services of the workloads it selects are marked too.
 func (m *meshModel) markServers(obj model.Object, cs *changeSet) {
 	var applies func(w *model.Workload) bool
+	callers := false
 	switch o := obj.(type) {
 	case *model.RateLimit:
 		ref := model.ResolveHost(o.Spec.Service, o.NamespaceOrDefault())
 		applies = func(w *model.Workload) bool { return serviceOf(w) == ref }
 	case *model.EnvoyFilter:
 		applies = o.Selects
+	case *model.PeerAuthentication:
+		applies = func(w *model.Workload) bool { return compile.SecurityPolicySelects(o, w) }
+		callers = true
+	case *model.AuthorizationPolicy, *model.RequestAuthentication:
+		applies = func(w *model.Workload) bool { return compile.SecurityPolicySelects(o, w) }
 	default:
 		return
 	}
 	for name, e := range m.workloads {
 		if applies(e.w) {
 			cs.proxies[name] = true
+			if callers {
+				cs.services[serviceOf(e.w)] = true
+			}
 		}
 	}
 }
