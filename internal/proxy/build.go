@@ -65,6 +65,9 @@ func (p *Proxy) build(set *resources.Set, prev *runtimeConfig) (*runtimeConfig, 
 		if err != nil {
 			return nil, fmt.Errorf("listener %q: %w", name, err)
 		}
+		if err := p.bindAuthn(lc); err != nil {
+			return nil, fmt.Errorf("listener %q: %w", name, err)
+		}
 		if other, dup := addrs[lc.address]; dup {
 			return nil, fmt.Errorf("listener %q: address: %s already used by listener %q", name, lc.address, other)
 		}

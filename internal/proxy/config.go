@@ -9,6 +9,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/trellis-mesh/trellis/internal/proxy/lb"
+	"github.com/trellis-mesh/trellis/internal/proxy/pathnorm"
 	"github.com/trellis-mesh/trellis/internal/proxy/retry"
 	"github.com/trellis-mesh/trellis/internal/xds/resources"
 )
@@ -37,37 +38,54 @@ type listenerConfig struct {
 	kind    listenerKind
 	tls     *downstreamTLS // nil: plaintext
 
+	// Filter chains (ADR 002): this config is the listener's first chain.
+	// With tls_inspector the first bytes of a connection pick the chain
+	// (dispatch.go); other is PERMISSIVE's second chain (same name,
+	// address, kind and stats; the opposite transport). chain() picks.
+	inspect      bool
+	sniffTimeout time.Duration // listener_filters_timeout (0: the server's own bound)
+	other        *listenerConfig
+
 	// HTTP
 	inlineRoutes *routeTable // set when the HCM carries route_config
 	rdsName      string      // set when the HCM uses rds
 	setXFCC      bool        // SANITIZE_SET with uri: set XFCC to By/URI
 	maxHeaderKB  uint32
-	filters      httpFilters // fault and local rate limit filters (translate_listener.go)
+	pathOpts     pathnorm.Options // normalize_path, merge_slashes, path_with_escaped_slashes_action
+	filters      httpFilters      // fault and local rate limit filters (translate_listener.go)
 
 	// TCP
 	tcpCluster  string
 	tcpWeighted *weightedClusters // tcp_proxy.weighted_clusters, else tcpCluster
 	idleTimeout time.Duration
+	netRBAC     []*rbacFilter // envoy.filters.network.rbac before tcp_proxy, in order (authz_tcp.go)
 
 	stats *endpointStats
 }
 
 // bindKey identifies the socket and serving mode of a listener. A listener
-// whose key is unchanged by an update keeps its socket.
+// whose key is unchanged by an update keeps its socket. The transport is
+// not part of it: each connection takes the chains of the config current
+// when it arrives, so a change of mTLS mode (PERMISSIVE to STRICT) keeps
+// the socket, and the requests of a connection whose chain went away are
+// refused (dispatch.go).
 func (l *listenerConfig) bindKey() string {
-	k := l.name + " " + l.address
 	if l.kind == kindTCP {
-		k += " tcp"
-	} else {
-		k += " http"
+		return l.name + " " + l.address + " tcp"
 	}
-	if l.tls != nil {
-		k += " tls"
-		for _, p := range l.tls.alpn {
-			k += "," + p
-		}
+	return l.name + " " + l.address + " http"
+}
+
+// chain returns the filter chain serving a connection that is TLS (or
+// plaintext), nil when the listener has none for it.
+func (l *listenerConfig) chain(tls bool) *listenerConfig {
+	if (l.tls != nil) == tls {
+		return l
 	}
-	return k
+	if o := l.other; o != nil && (o.tls != nil) == tls {
+		return o
+	}
+	return nil
 }
 
 type downstreamTLS struct {

@@ -13,20 +13,23 @@ import (
 	"github.com/trellis-mesh/trellis/internal/proxy/tlsutil"
 )
 
-// h1Server serves one HTTP listener with the fast path: it accepts, runs the
-// mTLS handshake (inbound), and serves HTTP/1.1 on the accepting goroutine's
-// child, one goroutine per connection. Connections the fast path does not
-// handle (ALPN h2, h2c prior knowledge, upgrades, HTTP/1.0, absolute-form
-// targets, HTTP/2 clusters) are handed, with the bytes already read, to the
-// listener's net/http server through a handoffListener.
+// h1Server serves one HTTP listener with the fast path: it accepts, picks
+// the connection's filter chain and runs its mTLS handshake (downstream.go:
+// PERMISSIVE sniffs the first bytes), and serves HTTP/1.1 on the accepting
+// goroutine's child, one goroutine per connection. Connections the fast
+// path does not handle (ALPN h2, h2c prior knowledge, upgrades, HTTP/1.0,
+// absolute-form targets, HTTP/2 clusters; every one in legacy mode) are
+// handed, with the bytes already read, to the listener's net/http server
+// through a handoffListener.
 type h1Server struct {
 	p      *Proxy
 	ctx    context.Context // cancelled when draining gives up
 	cancel context.CancelFunc
 	name   string
 	ln     net.Listener
-	tls    *tls.Config // nil: plaintext
-	mh     int         // max header bytes
+	tlsc   serverTLS // the TLS chain's server config
+	mh     int       // max header bytes
+	legacy bool      // every connection goes to net/http (TRELLIS_PROXY_LEGACY_HTTP1)
 
 	slow     *http.Server
 	handoff  *handoffListener
@@ -47,10 +50,6 @@ func (p *Proxy) newH1Server(lc *listenerConfig, ln net.Listener) *h1Server {
 	s.ctx, s.cancel = context.WithCancel(p.ctx)
 	if lc.maxHeaderKB > 0 && int(lc.maxHeaderKB)<<10 < s.mh {
 		s.mh = int(lc.maxHeaderKB) << 10
-	}
-	if lc.tls != nil {
-		s.tls = tlsutil.ServerConfig(p.id, lc.tls.alpn)
-		s.slow.TLSConfig = s.tls
 	}
 	return s
 }
@@ -99,25 +98,19 @@ func (s *h1Server) handle(c net.Conn) {
 			stats.active.Add(-1) // handed-off connections are counted by the slow server
 		}
 	}()
-	var state *tls.ConnectionState
-	if s.tls != nil {
-		tc := tls.Server(c, s.tls)
-		_ = c.SetDeadline(time.Now().Add(readHeaderTimeout))
-		if err := tc.HandshakeContext(s.ctx); err != nil {
-			stats.tlsFailures.Add(1)
-			s.p.log.Debug("downstream tls handshake failed", "listener", s.name, "error", err)
-			return
-		}
-		cs := tc.ConnectionState()
-		state = &cs
-		c = tc
-		if cs.NegotiatedProtocol == tlsutil.ALPNH2 {
-			_ = c.SetDeadline(time.Time{}) // net/http sets its own
-			handedOff = s.handoff.push(c)
-			return
-		}
+	d, err := s.p.acceptDownstream(s.ctx, lc, c, &s.tlsc, readHeaderTimeout)
+	if err != nil {
+		s.p.log.Debug("downstream connection refused", "listener", s.name, "error", err)
+		return
 	}
-	dc := s.newDownConn(c, state)
+	c = d.conn
+	if s.legacy || d.state != nil && d.state.NegotiatedProtocol == tlsutil.ALPNH2 {
+		// net/http sets its own deadlines, and sees a *tls.Conn as TLS.
+		handedOff = s.handoff.push(d.replayed())
+		return
+	}
+	dc := s.newDownConn(c, d.state)
+	dc.rd.w = copy(dc.rd.buf, d.pre)
 	if !s.conns.add(dc) {
 		s.releaseDownConn(dc)
 		return
@@ -129,7 +122,7 @@ func (s *h1Server) handle(c net.Conn) {
 	s.conns.remove(dc)
 	if handoff {
 		_ = c.SetDeadline(time.Time{}) // net/http sets its own; an upgrade may last
-		handedOff = s.handoff.push(&prefixConn{Conn: c, pre: pre, tlsState: state})
+		handedOff = s.handoff.push(&prefixConn{Conn: c, pre: pre, tlsState: d.state})
 	}
 	s.releaseDownConn(dc)
 }
@@ -217,6 +210,14 @@ func (c *prefixConn) Read(p []byte) (int, error) {
 		return n, nil
 	}
 	return c.Conn.Read(p)
+}
+
+// CloseWrite half-closes the connection (the TCP proxy's pipe needs it).
+func (c *prefixConn) CloseWrite() error {
+	if cw, ok := c.Conn.(closeWriter); ok {
+		return cw.CloseWrite()
+	}
+	return c.Conn.Close()
 }
 
 type tlsStateKey struct{}

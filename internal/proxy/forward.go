@@ -31,6 +31,7 @@ type forwardTarget struct {
 	setCookie     string        // Set-Cookie value of a generated hash cookie
 	retry         *retry.Policy // nil: the request is not retried
 	body          *replayBody   // nil: no request body to replay
+	xff           []string      // X-Forwarded-For to send (sanitizeInbound)
 }
 
 type targetKey struct{}
@@ -50,6 +51,9 @@ func newReverseProxyForwarder(p *Proxy) *reverseProxyForwarder {
 			pr.Out.URL.Scheme = t.cluster.up.scheme
 			pr.Out.URL.Host = t.endpoint
 			// pr.Out.Host keeps the caller's authority.
+			if len(t.xff) > 0 {
+				pr.Out.Header[headerXFF] = t.xff // ReverseProxy removed the caller's
+			}
 		},
 		Transport: roundTripFunc(clusterRoundTrip),
 		// Without a pool ReverseProxy allocates a 32 KiB copy buffer per

@@ -73,7 +73,7 @@ func BenchmarkRouteMatchRawHead(b *testing.B) {
 	var scratch []byte
 	b.ReportAllocs()
 	for b.Loop() {
-		path, _ := decodePath(h.path, &scratch)
+		path, _ := routedPath(&scratch, h.path, allPathOpts)
 		rt := table.match(path, &h)
 		c := cfg.clusters[rt.clusterName()]
 		if c != nil {

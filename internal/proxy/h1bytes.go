@@ -62,38 +62,6 @@ func isTokenChar(c byte) bool {
 	return false
 }
 
-// decodePath percent-decodes a path for matching, like net/url does for
-// URL.Path, into scratch when needed. ok is false for a bad escape.
-func decodePath(p []byte, scratch *[]byte) ([]byte, bool) {
-	if bytes.IndexByte(p, '%') < 0 {
-		return p, true
-	}
-	out := (*scratch)[:0]
-	for i := 0; i < len(p); i++ {
-		if p[i] != '%' {
-			out = append(out, p[i])
-			continue
-		}
-		if i+2 >= len(p) || !isHex(p[i+1]) || !isHex(p[i+2]) {
-			return nil, false
-		}
-		out = append(out, unhex(p[i+1])<<4|unhex(p[i+2]))
-		i += 2
-	}
-	*scratch = out
-	return out, true
-}
-
 func isHex(c byte) bool {
 	return isDigit(c) || ('a' <= c && c <= 'f') || ('A' <= c && c <= 'F')
-}
-
-func unhex(c byte) byte {
-	switch {
-	case isDigit(c):
-		return c - '0'
-	case 'a' <= c && c <= 'f':
-		return c - 'a' + 10
-	}
-	return c - 'A' + 10
 }

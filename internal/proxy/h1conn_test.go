@@ -261,7 +261,7 @@ func TestFastShutdownClosesAfterInFlight(t *testing.T) {
 func TestLegacyPathStillServes(t *testing.T) {
 	t.Setenv("TRELLIS_PROXY_LEGACY_HTTP1", "1")
 	m := newMesh(t, echoApp(), false)
-	if !m.client.legacyHTTP1 || m.client.bound[outName].http == nil {
+	if !m.client.legacyHTTP1 || !m.client.bound[outName].h1.legacy {
 		t.Fatal("legacy path not selected")
 	}
 	res, body := get(t, httpClient(t), m.url("/legacy"), nil)

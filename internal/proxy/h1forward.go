@@ -58,6 +58,14 @@ func (dc *downConn) forward(lc *listenerConfig, c *cluster, rt *route, n int) bo
 		a := dc.attempt(c, ep, headStart, n, deadline, hasBody, pol)
 		if a.gone {
 			st.end(ep)
+			if errors.Is(a.err, errChunk) {
+				// The caller's chunked body is malformed (the head was
+				// valid and forwarded): nothing of the response was
+				// written yet, so it gets a 400, as Envoy answers a codec
+				// error, and the connection closes.
+				lc.stats.response(http.StatusBadRequest)
+				return dc.localReply(0, http.StatusBadRequest, "", true)
+			}
 			lc.stats.downstreamGone.Add(1)
 			c.stats.downstreamGone.Add(1)
 			return false
@@ -167,6 +175,7 @@ func (dc *downConn) sendRequest(uc *upConn, bodyStart int, hasBody bool) (client
 		_, _ = bw.Write(f.line)
 	}
 	writeAdded(bw, dc.ra.reqAdd)
+	_, _ = bw.Write(dc.xff) // sanitizeInbound
 	if dc.xfcc != nil && dc.state != nil {
 		_, _ = bw.Write(dc.xfcc)
 	}

@@ -337,14 +337,16 @@ ext:
 	return n, true
 }
 
-// validFieldLine checks a trailer field line like a header line.
+// validFieldLine checks a trailer field line like a header line: a token
+// name, a colon, and a value without control characters (a NUL in a
+// trailer would reach the app otherwise).
 func validFieldLine(line []byte) bool {
 	if line[0] == ' ' || line[0] == '\t' {
 		return false
 	}
 	for i, c := range line {
 		if c == ':' {
-			return i > 0
+			return i > 0 && validFieldValue(line[i+1:])
 		}
 		if !isTokenChar(c) {
 			return false

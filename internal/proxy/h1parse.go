@@ -32,10 +32,16 @@ var (
 	errVersion           = &h1Error{code: http.StatusHTTPVersionNotSupported, msg: "unsupported HTTP version"}
 	errURITooLong        = &h1Error{code: http.StatusRequestURITooLong, msg: "request line too long"}
 	errHeadersTooLarge   = &h1Error{code: http.StatusRequestHeaderFieldsTooLarge, msg: "header fields too large"}
+	errTooManyHeaders    = &h1Error{code: http.StatusRequestHeaderFieldsTooLarge, msg: "too many header fields"}
 	errStatusLine        = errors.New("malformed status line")
 	errUpstreamFraming   = errors.New("invalid upstream message framing")
 	errUpstreamHeadLarge = errors.New("upstream response head too large")
 )
+
+// maxRequestFields bounds the header fields of a request, as Envoy's
+// max_headers_count (default 100, answered with 431). Without it a head of
+// tiny fields would grow a connection's field table to thousands of entries.
+const maxRequestFields = 100
 
 // hdrField is one header line of a parsed head, kept as raw bytes.
 type hdrField struct {
@@ -148,7 +154,7 @@ func parseRequestHead(head []byte, h *msgHead) error {
 	if i := bytes.IndexByte(h.target, '?'); i >= 0 {
 		h.path = h.target[:i]
 	}
-	if err := parseFields(rest, h); err != nil {
+	if err := parseFields(rest, h, maxRequestFields); err != nil {
 		return err
 	}
 	if h.hosts != 1 && (h.http11 || h.hosts > 1) {
@@ -180,7 +186,7 @@ func parseResponseHead(head []byte, h *msgHead) error {
 	}
 	h.status = int(line[9]-'0')*100 + int(line[10]-'0')*10 + int(line[11]-'0')
 	h.statusRest = line[9:]
-	if err := parseFields(rest, h); err != nil {
+	if err := parseFields(rest, h, 0); err != nil {
 		return errUpstreamFraming
 	}
 	return nil
@@ -201,7 +207,8 @@ func nextLine(head []byte) (line, rest []byte, err error) {
 
 // parseFields parses the header lines of a head (up to and including the
 // final empty line) and interprets the framing and hop-by-hop headers.
-func parseFields(rest []byte, h *msgHead) error {
+// maxFields > 0 bounds the number of fields.
+func parseFields(rest []byte, h *msgHead, maxFields int) error {
 	var connection [][]byte // values of Connection headers, at most a few
 	var connBuf [4][]byte
 	connection = connBuf[:0]
@@ -220,6 +227,9 @@ func parseFields(rest []byte, h *msgHead) error {
 		if line[0] == ' ' || line[0] == '\t' {
 			return errObsFold
 		}
+		if maxFields > 0 && len(h.fields) == maxFields {
+			return errTooManyHeaders
+		}
 		colon := bytes.IndexByte(line, ':')
 		if colon <= 0 {
 			return errHeaderLine
@@ -231,10 +241,8 @@ func parseFields(rest []byte, h *msgHead) error {
 			}
 		}
 		value := trimOWS(line[colon+1:])
-		for _, c := range value {
-			if (c < ' ' && c != '\t') || c == 0x7f {
-				return errHeaderValue
-			}
+		if !validFieldValue(value) {
+			return errHeaderValue
 		}
 		f := hdrField{name: name, value: value, line: raw}
 		switch {
@@ -301,6 +309,18 @@ func parseFields(rest []byte, h *msgHead) error {
 		h.close = true
 	}
 	return nil
+}
+
+// validFieldValue reports a field value without control characters other
+// than HTAB (RFC 9110 5.5: a NUL, CR or LF in a value is refused, never
+// passed on).
+func validFieldValue(v []byte) bool {
+	for _, c := range v {
+		if (c < ' ' && c != '\t') || c == 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // isHopByHop reports the headers that describe one connection, not the

@@ -168,18 +168,3 @@ func TestChunkSize(t *testing.T) {
 		}
 	}
 }
-
-func TestDecodePath(t *testing.T) {
-	var scratch []byte
-	for in, want := range map[string]string{"/a": "/a", "/a%20b": "/a b", "/%41%2f": "/A/"} {
-		got, ok := decodePath([]byte(in), &scratch)
-		if !ok || string(got) != want {
-			t.Errorf("%q = %q %v, want %q", in, got, ok, want)
-		}
-	}
-	for _, in := range []string{"/%", "/%2", "/%zz"} {
-		if _, ok := decodePath([]byte(in), &scratch); ok {
-			t.Errorf("%q accepted", in)
-		}
-	}
-}

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/trellis-mesh/trellis/internal/proxy/pathnorm"
 	"github.com/trellis-mesh/trellis/internal/proxy/tlsutil"
 )
 
@@ -41,13 +42,15 @@ type downConn struct {
 	bw    *bufio.Writer
 	req   msgHead
 	res   msgHead
-	path  []byte // percent-decoded path scratch
+	path  []byte // the normalized request target, when it differs (pathnorm)
 
 	ra routeState // route features of the current request (routeaction_h1.go)
 
 	peer    string // caller's SPIFFE ID (inbound)
 	xfcc    []byte // X-Forwarded-Client-Cert line for xfccOwn
 	xfccOwn string
+	xff     []byte // the X-Forwarded-For line forwarded (sanitizeInbound)
+	connXFF bool   // xff holds the connection's address (plaintext)
 
 	idle     atomic.Int32
 	cur      atomic.Pointer[upConn] // upstream connection of the current exchange
@@ -190,13 +193,18 @@ func (dc *downConn) handle(n int) (keep, slow bool) {
 	hasBody := req.chunked || req.contentLength > 0
 	cfg := s.p.cfg.Load()
 	lc := cfg.listeners[s.name]
+	if lc != nil && lc.kind == kindHTTP {
+		lc = lc.chain(dc.state != nil) // nil: the connection's chain went away
+	}
 	if lc == nil || lc.kind != kindHTTP {
 		return dc.localReply(n, http.StatusServiceUnavailable, reasonListenerDraining, true), false
 	}
-	path, ok := decodePath(req.path, &dc.path)
+	action, ok := dc.normalizePath(lc)
 	if !ok {
+		lc.stats.response(http.StatusBadRequest)
 		return dc.localReply(n, http.StatusBadRequest, "", true), false
 	}
+	path := req.path
 	table := lc.inlineRoutes
 	if table == nil {
 		table = cfg.routes[lc.rdsName]
@@ -216,15 +224,17 @@ func (dc *downConn) handle(n int) (keep, slow bool) {
 		}
 	}
 	lc.stats.requests.Add(1)
+	if action == pathnorm.Redirect {
+		lr := pathRedirect(req.target, dc.grpcRequest())
+		return dc.answer(lc, n, &lr, hasBody), false
+	}
 	if rt == nil {
 		lc.stats.response(http.StatusNotFound)
 		return dc.localReply(n, http.StatusNotFound, reasonRouteNotFound, hasBody), false
 	}
-	if lc.tls != nil {
-		if code, reason := dc.sanitizeInbound(lc); code != 0 {
-			lc.stats.response(code)
-			return dc.localReply(n, code, reason, hasBody), false
-		}
+	if code, reason := dc.sanitizeInbound(lc); code != 0 {
+		lc.stats.response(code)
+		return dc.localReply(n, code, reason, hasBody), false
 	}
 	ra.rt = rt
 	if len(lc.filters.chain) > 0 {
@@ -247,16 +257,52 @@ func (dc *downConn) handle(n int) (keep, slow bool) {
 	return dc.forward(lc, c, rt, n), false
 }
 
-// sanitizeInbound drops client-sent identity headers and prepares the XFCC
-// line. A non-zero code is a local reply.
+// normalizePath normalizes the request target with the chain's path
+// options (pathnorm): from here req.target (forwarded) and req.path (routed
+// and authorized) are the result. ok is false for a path refused (400).
+func (dc *downConn) normalizePath(lc *listenerConfig) (pathnorm.Action, bool) {
+	req := &dc.req
+	out, pathLen, action, err := pathnorm.NormalizeTarget(dc.path[:0], req.target, lc.pathOpts)
+	if err != nil {
+		dc.s.p.log.Debug("bad request path", "listener", dc.s.name, "error", err)
+		return action, false
+	}
+	if &out[0] != &req.target[0] {
+		dc.path = out // built in the scratch, kept for the next request
+	}
+	req.target, req.path = out, out[:pathLen]
+	return action, true
+}
+
+// sanitizeInbound applies the chain's identity header policy to a routed
+// request: client-sent x-forwarded-client-cert (SANITIZE, SANITIZE_SET)
+// and x-trellis-* are dropped on every chain; SANITIZE_SET on an mTLS
+// connection sets XFCC from the verified peer. x-forwarded-for is the
+// connection's address on a plaintext connection (the app's side, or a
+// PERMISSIVE client that is not a sidecar), and what the verified peer
+// sidecar sent on an mTLS one. A non-zero code is a local reply.
 func (dc *downConn) sanitizeInbound(lc *listenerConfig) (int, string) {
+	tlsConn := dc.state != nil
+	if tlsConn {
+		dc.xff = dc.xff[:0]
+	}
 	for i := range dc.req.fields {
 		f := &dc.req.fields[i]
-		if equalFold(f.name, headerXFCC) || (len(f.name) > 10 && hasPrefixFold(f.name, "X-Trellis-")) {
+		switch {
+		case equalFold(f.name, headerXFCC) || (len(f.name) > 10 && hasPrefixFold(f.name, "X-Trellis-")):
 			f.drop = true
+		case tlsConn && equalFold(f.name, headerXFF):
+			dc.xff = appendXFF(dc.xff, f.value)
 		}
 	}
-	if !lc.setXFCC {
+	switch {
+	case !tlsConn && !dc.connXFF:
+		dc.xff = append(append(append(dc.xff[:0], headerXFF+": "...), connIP(dc.nc.RemoteAddr())...), "\r\n"...)
+		dc.connXFF = true
+	case tlsConn && len(dc.xff) > 0:
+		dc.xff = append(dc.xff, "\r\n"...)
+	}
+	if !lc.setXFCC || !tlsConn {
 		dc.xfccOwn, dc.xfcc = "", nil
 		return 0, ""
 	}
@@ -277,6 +323,20 @@ func (dc *downConn) sanitizeInbound(lc *listenerConfig) (int, string) {
 		dc.xfcc = []byte(headerXFCC + ": By=" + own + ";URI=" + dc.peer + "\r\n")
 	}
 	return 0, ""
+}
+
+// appendXFF appends one X-Forwarded-For value to the line being built in
+// b ("X-Forwarded-For: a, b"), without its CRLF.
+func appendXFF(b, v []byte) []byte {
+	if len(v) == 0 {
+		return b
+	}
+	if len(b) == 0 {
+		b = append(b, headerXFF+": "...)
+	} else {
+		b = append(b, ", "...)
+	}
+	return append(b, v...)
 }
 
 // protocolError answers a request the parser refused, then the connection

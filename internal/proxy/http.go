@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/url"
 	"strings"
 
+	"github.com/trellis-mesh/trellis/internal/proxy/pathnorm"
 	"github.com/trellis-mesh/trellis/internal/proxy/tlsutil"
 )
 
@@ -21,6 +23,7 @@ const (
 	reasonListenerDraining = "listener_draining"
 	reasonIdentity         = "identity_unavailable"
 	headerXFCC             = "X-Forwarded-Client-Cert"
+	headerXFF              = "X-Forwarded-For"
 )
 
 // errRouteTimeout is the cancellation cause of a request whose route timeout
@@ -43,11 +46,28 @@ func (h *httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		localReply(w, r, http.StatusServiceUnavailable, reasonListenerDraining)
 		return
 	}
+	if lc = lc.chain(requestTLS(r) != nil); lc == nil {
+		// The connection's filter chain went away (e.g. PERMISSIVE to STRICT).
+		w.Header().Set("Connection", "close")
+		localReply(w, r, http.StatusServiceUnavailable, reasonListenerDraining)
+		return
+	}
 	lc.stats.requests.Add(1)
-	if lc.tls != nil {
-		if !h.sanitizeInbound(w, r, lc) {
-			return
-		}
+	redirect, ok := normalizeRequest(r, lc.pathOpts)
+	if !ok {
+		lc.stats.response(http.StatusBadRequest)
+		localReply(w, r, http.StatusBadRequest, "")
+		return
+	}
+	if redirect {
+		lr := pathRedirect([]byte(r.RequestURI), isGRPC(r.Header.Get("Content-Type")))
+		lc.stats.response(lr.status())
+		writeLocalHTTP(w, &lr, r.Method == http.MethodHead, nil, &rlHeaders{})
+		return
+	}
+	xff, ok := h.sanitizeInbound(w, r, lc)
+	if !ok {
+		return
 	}
 	table := lc.inlineRoutes
 	if table == nil {
@@ -68,7 +88,7 @@ func (h *httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if rt.forwards() {
 		name, wc = rt.pickCluster()
 	}
-	w, r, ok := h.serveRoute(w, r, cfg, lc, rt, &view, name, wc)
+	w, r, ok = h.serveRoute(w, r, cfg, lc, rt, &view, name, wc)
 	if !ok {
 		return
 	}
@@ -89,7 +109,7 @@ func (h *httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer st.br.Requests.Release()
 	st.budget.Request()
-	t := &forwardTarget{cluster: c, listenerStats: lc.stats}
+	t := &forwardTarget{cluster: c, listenerStats: lc.stats, xff: xff}
 	t.key, t.setCookie = stdHashKey(rt, c, r)
 	ep, ok := st.pick(t.key, nil, nil)
 	if !ok {
@@ -108,34 +128,101 @@ func (h *httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.p.fwd.forward(w, r, t)
 }
 
-// sanitizeInbound removes client-supplied identity headers from a request
-// that arrived over mTLS and sets x-forwarded-client-cert when configured.
-func (h *httpHandler) sanitizeInbound(w http.ResponseWriter, r *http.Request, lc *listenerConfig) bool {
+// sanitizeInbound applies the chain's identity header policy (as the fast
+// path's sanitizeInbound): client-sent x-trellis-* and XFCC dropped on
+// every chain, XFCC set from the verified peer with SANITIZE_SET on mTLS.
+// xff is the X-Forwarded-For to forward: the peer sidecar's on mTLS, else
+// the connection's address. ok is false when it answered.
+func (h *httpHandler) sanitizeInbound(w http.ResponseWriter, r *http.Request, lc *listenerConfig) (xff []string, ok bool) {
 	for k := range r.Header {
 		if len(k) > 10 && strings.EqualFold(k[:10], "X-Trellis-") {
 			delete(r.Header, k)
 		}
 	}
 	r.Header.Del(headerXFCC)
-	if !lc.setXFCC {
-		return true
+	cs := requestTLS(r)
+	if cs == nil {
+		return []string{connIP(remoteAddr(r.RemoteAddr))}, true
 	}
-	peer, err := tlsutil.PeerID(requestTLS(r))
+	xff = r.Header.Values(headerXFF)
+	if !lc.setXFCC {
+		return xff, true
+	}
+	peer, err := tlsutil.PeerID(cs)
 	if err != nil {
 		// The TLS layer verified an SVID, so this does not happen.
 		lc.stats.response(http.StatusForbidden)
 		localReply(w, r, http.StatusForbidden, reasonIdentity)
-		return false
+		return nil, false
 	}
 	own, err := h.p.ownID.get(h.p.id)
 	if err != nil {
 		h.p.log.Error("own identity unavailable", "error", err)
 		lc.stats.response(http.StatusServiceUnavailable)
 		localReply(w, r, http.StatusServiceUnavailable, reasonIdentity)
-		return false
+		return nil, false
 	}
 	r.Header.Set(headerXFCC, "By="+own+";URI="+peer.String())
-	return true
+	return xff, true
+}
+
+// remoteAddr is net/http's RemoteAddr string as a net.Addr.
+type remoteAddr string
+
+func (a remoteAddr) Network() string { return "tcp" }
+func (a remoteAddr) String() string  { return string(a) }
+
+// normalizeRequest normalizes the request's path with the chain's options
+// (pathnorm): r.RequestURI (what header matchers see as :path), r.URL.RawPath
+// (routed and authorized, requestPath) and r.URL.Path/RawQuery (what is
+// forwarded) become the result. Targets that are not a path ("*",
+// CONNECT's authority) are left alone. ok is false for a path refused.
+func normalizeRequest(r *http.Request, opts pathnorm.Options) (redirect, ok bool) {
+	target := r.RequestURI
+	if target == "" || target[0] != '/' {
+		if r.URL.Path == "" || r.URL.Path[0] != '/' {
+			return false, true
+		}
+		target = r.URL.RequestURI() // absolute-form
+	}
+	out, pathLen, action, err := pathnorm.NormalizeTarget(nil, []byte(target), opts)
+	if err != nil {
+		return false, false
+	}
+	norm := string(out)
+	path, query := norm[:pathLen], norm[pathLen:]
+	decoded, err := url.PathUnescape(path)
+	if err != nil {
+		return false, false // validated by pathnorm: does not happen
+	}
+	r.RequestURI = norm
+	r.URL.Path, r.URL.RawPath = decoded, path
+	r.URL.RawQuery, r.URL.ForceQuery = strings.TrimPrefix(query, "?"), query == "?"
+	r.URL.Fragment, r.URL.RawFragment = "", ""
+	return action == pathnorm.Redirect, true
+}
+
+// grpcInternal is gRPC's status code INTERNAL.
+const grpcInternal = 13
+
+// pathRedirect answers a request whose path UNESCAPE_AND_REDIRECT rewrote:
+// 307 to the normalized target; a gRPC request, which cannot follow it,
+// gets INTERNAL, as from Envoy.
+func pathRedirect(location []byte, grpc bool) proxyReply {
+	if grpc {
+		return proxyReply{code: http.StatusBadRequest, grpc: true, grpcStatus: grpcInternal}
+	}
+	return proxyReply{code: http.StatusTemporaryRedirect, location: location, grpcStatus: -1}
+}
+
+// requestPath is the path a net/http request is routed and authorized on:
+// after normalizeRequest, the normalized path (escapes as normalized, not
+// decoded), as the fast path matches it.
+func requestPath(r *http.Request) string {
+	if r.URL.RawPath != "" {
+		return r.URL.RawPath
+	}
+	return r.URL.Path
 }
 
 // localReply answers an error the proxy itself found. A gRPC request gets

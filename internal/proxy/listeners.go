@@ -11,16 +11,19 @@ import (
 	"sort"
 	"strings"
 	"time"
-
-	"github.com/trellis-mesh/trellis/internal/proxy/tlsutil"
 )
 
 // Safe server defaults (DESIGN.md "Defaults that must be safe").
+// maxConcurrentStreams also bounds an HTTP/2 rapid reset: Go's server runs
+// at most this many handlers per connection and sends GOAWAY
+// ENHANCE_YOUR_CALM when more than 4x wait. With 1000, 10,000 reset streams
+// reached the app ~1,800 times and cost 1.5 s of CPU and +33 MiB; with 100,
+// ~10 times and 80 ms (TestAttacks/h2-rapid-reset, docs/security.md).
 const (
 	readHeaderTimeout    = 10 * time.Second
 	idleTimeout          = 5 * time.Minute
 	maxHeaderBytes       = 64 << 10
-	maxConcurrentStreams = 1000
+	maxConcurrentStreams = 100
 	drainTimeout         = 30 * time.Second // for listeners removed by an update
 )
 
@@ -30,9 +33,8 @@ type boundListener struct {
 	name    string
 	address string
 	ln      net.Listener
-	http    *http.Server // kindHTTP
-	tcp     *tcpServer   // kindTCP
-	h1      *h1Server    // kindHTTP with the fast path
+	tcp     *tcpServer // kindTCP
+	h1      *h1Server  // kindHTTP (the fast path, or all handed to net/http)
 	serve   func() error
 	done    chan struct{} // closed when serve returns
 }
@@ -114,18 +116,11 @@ func (p *Proxy) bind(lc *listenerConfig) (*boundListener, error) {
 		b.serve = b.tcp.serve
 		return b, nil
 	}
-	if !p.legacyHTTP1 {
-		b.h1 = p.newH1Server(lc, ln)
-		b.serve = b.h1.serve
-		return b, nil
-	}
-	b.http = p.newHTTPServer(lc, false)
-	if lc.tls != nil {
-		b.http.TLSConfig = tlsutil.ServerConfig(p.id, lc.tls.alpn)
-		b.serve = func() error { return b.http.ServeTLS(ln, "", "") }
-	} else {
-		b.serve = func() error { return b.http.Serve(ln) }
-	}
+	// The legacy mode (every request on net/http) shares the dispatcher,
+	// which sniffs and handshakes, then hands every connection over.
+	b.h1 = p.newH1Server(lc, ln)
+	b.h1.legacy = p.legacyHTTP1
+	b.serve = b.h1.serve
 	return b, nil
 }
 
@@ -158,12 +153,11 @@ func (p *Proxy) newHTTPServer(lc *listenerConfig, handoff bool) *http.Server {
 			}
 		},
 	}
+	// A listener's chains may be TLS (h2 by ALPN) and plaintext (h2c by
+	// prior knowledge), and change with the config without a new server.
 	srv.Protocols.SetHTTP1(true)
-	if lc.tls != nil {
-		srv.Protocols.SetHTTP2(true)
-	} else {
-		srv.Protocols.SetUnencryptedHTTP2(true)
-	}
+	srv.Protocols.SetHTTP2(true)
+	srv.Protocols.SetUnencryptedHTTP2(true)
 	return srv
 }
 
@@ -172,10 +166,6 @@ func (b *boundListener) shutdown(ctx context.Context) {
 	switch {
 	case b.h1 != nil:
 		b.h1.shutdown(ctx)
-	case b.http != nil:
-		if err := b.http.Shutdown(ctx); err != nil {
-			_ = b.http.Close()
-		}
 	default:
 		b.tcp.shutdown(ctx)
 	}

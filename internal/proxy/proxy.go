@@ -78,9 +78,15 @@
 // to net/http as before, for comparison. Both paths read the same runtime
 // config, answer the same local replies and count the same stats.
 //
-// Inbound (TLS) HTTP listeners remove client-sent x-forwarded-client-cert and
-// x-trellis-* headers and, with SANITIZE_SET + uri, set
-// x-forwarded-client-cert: By=<own spiffe id>;URI=<peer spiffe id>.
+// Every HTTP listener removes client-sent x-forwarded-client-cert and
+// x-trellis-* headers and, with SANITIZE_SET + uri on an mTLS connection,
+// sets x-forwarded-client-cert: By=<own spiffe id>;URI=<peer spiffe id>;
+// x-forwarded-for is the connection's address on plaintext connections and
+// the peer sidecar's on mTLS ones. Request paths are normalized with the
+// HCM's path options (pathnorm) before routing, authorization and
+// forwarding. A listener with tls_inspector (PERMISSIVE) picks its TLS or
+// plaintext filter chain by the first bytes of each connection
+// (downstream.go).
 package proxy
 
 import (
@@ -89,12 +95,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"sync"
 	"sync/atomic"
 
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 
+	"github.com/trellis-mesh/trellis/internal/proxy/jwtauthn"
 	"github.com/trellis-mesh/trellis/internal/proxy/tlsutil"
 	"github.com/trellis-mesh/trellis/internal/xds/resources"
 )
@@ -129,6 +137,9 @@ type Proxy struct {
 	bufs  bufferPools
 
 	mirrors mirrorSender // request mirror copies in flight (mirror.go)
+	// jwtKeys fetches and keeps the remote JWKS of jwt_authn filters across
+	// config updates (authz.go); its goroutines end with ctx.
+	jwtKeys *jwtauthn.KeyCache
 
 	legacyHTTP1 bool
 
@@ -163,6 +174,10 @@ func New(opts Options) (*Proxy, error) {
 		legacyHTTP1: opts.LegacyHTTP1 || os.Getenv("TRELLIS_PROXY_LEGACY_HTTP1") == "1",
 	}
 	p.fwd = newReverseProxyForwarder(p)
+	// JWKS are fetched every few minutes: no idle connections to keep.
+	jwks := http.DefaultTransport.(*http.Transport).Clone()
+	jwks.DisableKeepAlives = true
+	p.jwtKeys = jwtauthn.NewKeyCache(ctx, &http.Client{Transport: jwks}, log)
 	return p, nil
 }
 

@@ -37,7 +37,7 @@ func (h stdHeader) headerValue(name string) (string, bool) {
 // is built per request without allocating (on the fast path it lives in
 // the connection).
 type request[T text] struct {
-	path      T      // percent-decoded path without the query: the path matchers
+	path      T      // the normalized path without the query (pathnorm): the path matchers
 	target    T      // ":path": path and query as received
 	query     T      // the query string without "?", not decoded (as Envoy matches it)
 	method    T      // ":method"
@@ -98,7 +98,7 @@ func stdRequest(r *http.Request) request[string] {
 	if requestTLS(r) != nil {
 		scheme = "https"
 	}
-	return request[string]{path: r.URL.Path, target: target, query: r.URL.RawQuery, method: r.Method,
+	return request[string]{path: requestPath(r), target: target, query: r.URL.RawQuery, method: r.Method,
 		authority: r.Host, scheme: scheme, hdr: stdHeader(r.Header)}
 }
 

@@ -105,7 +105,7 @@ func TestRouteMatching(t *testing.T) {
 			t.Fatalf("parse %q: %v", raw, err)
 		}
 		var scratch []byte
-		path, _ := decodePath(h.path, &scratch)
+		path, _ := routedPath(&scratch, h.path, noPathOpts)
 		fast := ""
 		if rt := table.match(path, &h); rt != nil {
 			fast = rt.cluster

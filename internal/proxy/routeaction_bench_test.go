@@ -57,7 +57,7 @@ func BenchmarkRouteMatch100(b *testing.B) {
 		var scratch []byte
 		b.ReportAllocs()
 		for b.Loop() {
-			path, _ := decodePath(h.path, &scratch)
+			path, _ := routedPath(&scratch, h.path, allPathOpts)
 			v := request[[]byte]{path: path, target: h.target, query: splitQuery(h.target), method: h.method,
 				authority: h.host, scheme: "http", hdr: &h}
 			if rt := table.matchView(&v); rt == nil || rt.cluster != "last" {

@@ -22,6 +22,8 @@ type filterKind int
 const (
 	filterFault filterKind = iota + 1
 	filterLocalRateLimit
+	filterJWT  // envoy.filters.http.jwt_authn (authz.go)
+	filterRBAC // envoy.filters.http.rbac (authz.go)
 )
 
 // httpFilter is one filter of the HCM and its listener-wide config (nil:
@@ -31,6 +33,8 @@ type httpFilter struct {
 	kind  filterKind
 	fault *faultPolicy
 	limit *limitPolicy
+	jwt   *jwtFilter  // filterJWT
+	rbac  *rbacFilter // filterRBAC
 }
 
 // filterConfig is one entry of a typed_per_filter_config, by filter name.

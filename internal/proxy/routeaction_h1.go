@@ -24,6 +24,7 @@ type routeState struct {
 	reply  []byte // a local reply's head lines
 	spans  []lineSpan
 	fields []hdrField
+	authz  h1Authz // the jwt_authn and rbac filters' view (authz_h1.go)
 }
 
 type lineSpan struct{ start, colon, end int }
@@ -31,6 +32,7 @@ type lineSpan struct{ start, colon, end int }
 func (rs *routeState) reset() {
 	rs.rt, rs.wc, rs.rl = nil, -1, rlHeaders{}
 	rs.reqAdd, rs.resAdd = rs.reqAdd[:0], rs.resAdd[:0]
+	rs.authz.resetRequest()
 }
 
 // scheme is the :scheme of the listener's requests.
@@ -54,12 +56,21 @@ func (dc *downConn) grpcRequest() bool {
 	return ok && isGRPC(v)
 }
 
-// runFilters runs the HCM's fault and local rate limit filters, in order,
-// for the current request (head of n bytes). done: a filter answered (or
-// the caller left); keep is then the connection's fate.
+// runFilters runs the HCM's jwt_authn, rbac, fault and local rate limit
+// filters, in order, for the current request (head of n bytes). done: a
+// filter answered (or the caller left); keep is then the connection's fate.
 func (dc *downConn) runFilters(lc *listenerConfig, rt *route, cluster string, n int, hasBody bool) (done, keep bool) {
 	rs := &dc.ra
 	for i := range lc.filters.chain {
+		if f := &lc.filters.chain[i]; f.kind == filterJWT || f.kind == filterRBAC {
+			if f.disabledOn(rt) {
+				continue
+			}
+			if done, keep := dc.runAuthz(lc, f, n, hasBody); done {
+				return true, keep
+			}
+			continue
+		}
 		fp, lp := lc.filters.chain[i].resolve(rt)
 		switch {
 		case fp != nil:
@@ -152,6 +163,9 @@ func (dc *downConn) writeLocalReply(lr *proxyReply, close bool) {
 	}
 	if lr.location != nil {
 		buf, spans = appendField(buf, spans, "Location", lr.location)
+	}
+	if lr.authenticate != nil {
+		buf, spans = appendField(buf, spans, "Www-Authenticate", lr.authenticate)
 	}
 	fields := rs.fields[:0]
 	for _, sp := range spans {

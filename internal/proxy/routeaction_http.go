@@ -9,17 +9,31 @@ import (
 )
 
 // serveRoute runs the route features of the net/http path for a request
-// matched to rt, before the cluster is used: the HCM's filters, a local
-// route's answer, request rewriting and mirrors. It returns the writer and
-// request to forward with, or ok=false when it answered (or the caller
-// left). The writer applies the route's response headers and x-ratelimit-*
-// to whatever response follows, as on the fast path.
+// matched to rt, before the cluster is used: the HCM's filters (jwt_authn,
+// rbac, fault, local rate limit), a local route's answer, request
+// rewriting and mirrors. It returns the writer and request to forward with,
+// or ok=false when it answered (or the caller left). The writer applies
+// the route's response headers and x-ratelimit-* to whatever response
+// follows, as on the fast path.
 func (h *httpHandler) serveRoute(w http.ResponseWriter, r *http.Request, cfg *runtimeConfig, lc *listenerConfig,
 	rt *route, view *request[string], cluster string, wc int) (http.ResponseWriter, *http.Request, bool) {
 	var rl rlHeaders
 	mut := rt.responseMutation(wc)
 	isHead := r.Method == http.MethodHead
+	var az *httpAuthz // the authz filters' view, made when the first one runs
 	for i := range lc.filters.chain {
+		if f := &lc.filters.chain[i]; f.kind == filterJWT || f.kind == filterRBAC {
+			if f.disabledOn(rt) {
+				continue
+			}
+			if az == nil {
+				az = newHTTPAuthz(r, view, lc)
+			}
+			if !h.runAuthz(w, az, f, mut, &rl) {
+				return nil, nil, false
+			}
+			continue
+		}
 		fp, lp := lc.filters.chain[i].resolve(rt)
 		switch {
 		case fp != nil:

@@ -24,8 +24,10 @@ type proxyReply struct {
 	contentType string // sent with a non-empty body
 	nosniff     bool
 	location    []byte
-	grpc        bool
-	grpcStatus  int // >= 0: the grpc-status to send; else mapped from code
+	// authenticate is the www-authenticate value of a jwt_authn 401.
+	authenticate []byte
+	grpc         bool
+	grpcStatus   int // >= 0: the grpc-status to send; else mapped from code
 	// extra is a filter's response_headers_to_add (the rate limit's),
 	// applied after the route's response headers, as Envoy does.
 	extra *headerMutation
@@ -84,6 +86,9 @@ func writeLocalHTTP(w http.ResponseWriter, lr *proxyReply, isHead bool, mut *hea
 	}
 	if lr.location != nil {
 		h.Set("Location", string(lr.location))
+	}
+	if lr.authenticate != nil {
+		h.Set("Www-Authenticate", string(lr.authenticate))
 	}
 	if rw, ok := w.(*routeWriter); ok {
 		// The wrapper applies the route's headers and rl at WriteHeader.

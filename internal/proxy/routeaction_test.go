@@ -198,7 +198,7 @@ func TestFastPathRewritesAllocateNothing(t *testing.T) {
 			t.Fatal(err)
 		}
 		dc.ra.reset()
-		path, _ := decodePath(dc.req.path, &scratch)
+		path, _ := routedPath(&scratch, dc.req.path, noPathOpts)
 		rt := dc.matchFast(&listenerConfig{}, table, path)
 		if rt == nil {
 			t.Fatal("no route")

@@ -33,6 +33,15 @@ type endpointStats struct {
 	rateLimited    atomic.Uint64
 	mirrorsSent    atomic.Uint64
 	mirrorsDropped atomic.Uint64
+	// Authn/authz filters (listeners, authz.go): requests refused by
+	// jwt_authn, rbac decisions of enforcing rules (per filter), LOG
+	// matches, and what shadow rules would have decided.
+	jwtAuthnFailed    atomic.Uint64
+	rbacAllowed       atomic.Uint64
+	rbacDenied        atomic.Uint64
+	rbacAudit         atomic.Uint64
+	rbacShadowAllowed atomic.Uint64
+	rbacShadowDenied  atomic.Uint64
 
 	// Clusters only: circuit breaking, retries, outlier detection.
 	upstreamOverflow    atomic.Uint64 // refused by a circuit breaker (Envoy's UO flag)
@@ -113,6 +122,16 @@ func (r *statsRegistry) write(w io.Writer) {
 				fmt.Sprintf("%smirrors_sent %d", p, s.mirrorsSent.Load()),
 				fmt.Sprintf("%smirrors_dropped %d", p, s.mirrorsDropped.Load()),
 			)
+			if prefix == "listener" {
+				lines = append(lines,
+					fmt.Sprintf("%sjwt_authn_failed %d", p, s.jwtAuthnFailed.Load()),
+					fmt.Sprintf("%srbac_allowed %d", p, s.rbacAllowed.Load()),
+					fmt.Sprintf("%srbac_denied %d", p, s.rbacDenied.Load()),
+					fmt.Sprintf("%srbac_audit %d", p, s.rbacAudit.Load()),
+					fmt.Sprintf("%srbac_shadow_allowed %d", p, s.rbacShadowAllowed.Load()),
+					fmt.Sprintf("%srbac_shadow_denied %d", p, s.rbacShadowDenied.Load()),
+				)
+			}
 			if prefix == "cluster" {
 				lines = append(lines,
 					fmt.Sprintf("%supstream_overflow %d", p, s.upstreamOverflow.Load()),

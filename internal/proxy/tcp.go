@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -24,7 +23,7 @@ const tcpHandshakeTimeout = 10 * time.Second
 type tcpServer struct {
 	p    *Proxy
 	name string
-	tls  *tls.Config // nil: plaintext downstream
+	tlsc serverTLS // the TLS chain's server config (downstream.go)
 	ln   net.Listener
 
 	conns connSet[net.Conn]
@@ -32,11 +31,7 @@ type tcpServer struct {
 }
 
 func newTCPServer(p *Proxy, lc *listenerConfig, ln net.Listener) *tcpServer {
-	s := &tcpServer{p: p, name: lc.name, ln: ln}
-	if lc.tls != nil {
-		s.tls = tlsutil.ServerConfig(p.id, lc.tls.alpn)
-	}
-	return s
+	return &tcpServer{p: p, name: lc.name, ln: ln}
 }
 
 func (s *tcpServer) serve() error {
@@ -97,21 +92,20 @@ func (s *tcpServer) handle(down net.Conn) {
 	defer stop()
 	log := s.p.log.With("listener", s.name, "remote", down.RemoteAddr().String())
 
-	if s.tls != nil {
-		tc := tls.Server(down, s.tls)
-		hctx, hcancel := context.WithTimeout(ctx, tcpHandshakeTimeout)
-		err := tc.HandshakeContext(hctx)
-		hcancel()
-		if err != nil {
-			lc.stats.tlsFailures.Add(1)
-			log.Debug("downstream tls handshake failed", "error", err)
-			return
-		}
-		cs := tc.ConnectionState()
-		if peer, err := tlsutil.PeerID(&cs); err == nil {
-			log = log.With("peer", peer.String())
-		}
-		down = tc
+	// The connection's filter chain (PERMISSIVE: by its first bytes) and
+	// its mTLS handshake; from here lc is that chain.
+	d, err := s.p.acceptDownstream(ctx, lc, down, &s.tlsc, tcpHandshakeTimeout)
+	if err != nil {
+		log.Debug("downstream connection refused", "error", err)
+		return
+	}
+	lc = d.chain
+	conn := d.replayed() // down stays the socket, closed on cancellation
+	if peer, err := tlsutil.PeerID(d.state); err == nil {
+		log = log.With("peer", peer.String())
+	}
+	if len(lc.netRBAC) > 0 && !s.p.authorizeConn(ctx, lc, conn, d.state, log) {
+		return // denied: closed at once (authz_tcp.go)
 	}
 	name := lc.tcpClusterName()
 	c := cfg.clusters[name]
@@ -146,7 +140,7 @@ func (s *tcpServer) handle(down net.Conn) {
 	defer up.Close()
 	stopUp := context.AfterFunc(ctx, func() { _ = up.Close() })
 	defer stopUp()
-	pipe(down, up, lc.idleTimeout)
+	pipe(conn, up, lc.idleTimeout)
 }
 
 // pipe copies both ways until both directions end. EOF on one side

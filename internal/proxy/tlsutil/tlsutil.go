@@ -5,9 +5,14 @@
 //
 // Peer verification is SPIFFE X.509-SVID verification (go-spiffe's
 // x509svid.Verify) against the current bundle: exactly one URI SAN, a
-// leaf that is not a CA, a chain to the bundle of the peer's trust domain.
-// Clients additionally enforce secure naming: the server's SPIFFE ID must be
-// one of the IDs allowed to serve the cluster.
+// leaf that is not a CA, a chain to the bundle of the peer's trust domain,
+// within its validity period. Trellis is stricter than go-spiffe on two
+// points (VerifySVID): the SPIFFE ID must name a workload (a path, not the
+// bare trust domain), and a DNS SAN, which the SPIFFE spec allows beside
+// the ID, must not be a wildcard: Trellis's CA never issues DNS SANs, so a
+// leaf with "*.example" was made to be accepted by something that checks
+// names, and is refused. Clients additionally enforce secure naming: the
+// server's SPIFFE ID must be one of the IDs allowed to serve the cluster.
 package tlsutil
 
 import (
@@ -17,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -54,7 +60,7 @@ func ServerConfig(id Identity, alpn []string) *tls.Config {
 		// VerifyConnection, unlike VerifyPeerCertificate, also runs on
 		// resumed sessions, so a ticket never outlives a bundle change.
 		VerifyConnection: func(cs tls.ConnectionState) error {
-			if _, _, err := x509svid.Verify(cs.PeerCertificates, id); err != nil {
+			if _, err := VerifySVID(cs.PeerCertificates, id); err != nil {
 				return fmt.Errorf("verify client svid: %w", err)
 			}
 			return nil
@@ -78,7 +84,7 @@ func ClientConfig(id Identity, allowed []spiffeid.ID, alpn []string) *tls.Config
 			return certificate(id)
 		},
 		VerifyConnection: func(cs tls.ConnectionState) error {
-			peer, _, err := x509svid.Verify(cs.PeerCertificates, id)
+			peer, err := VerifySVID(cs.PeerCertificates, id)
 			if err != nil {
 				return fmt.Errorf("verify server svid: %w", err)
 			}
@@ -88,6 +94,25 @@ func ClientConfig(id Identity, allowed []spiffeid.ID, alpn []string) *tls.Config
 			return nil
 		},
 	}
+}
+
+// VerifySVID verifies a peer's X.509-SVID chain (leaf first) against the
+// bundles and returns its SPIFFE ID: go-spiffe's checks, then Trellis's
+// (see the package doc).
+func VerifySVID(certs []*x509.Certificate, bundles x509bundle.Source) (spiffeid.ID, error) {
+	id, _, err := x509svid.Verify(certs, bundles)
+	if err != nil {
+		return spiffeid.ID{}, err
+	}
+	if id.Path() == "" {
+		return spiffeid.ID{}, fmt.Errorf("svid: %s names a trust domain, not a workload", id)
+	}
+	for _, name := range certs[0].DNSNames {
+		if strings.Contains(name, "*") {
+			return spiffeid.ID{}, fmt.Errorf("svid: wildcard DNS SAN %q", name)
+		}
+	}
+	return id, nil
 }
 
 // PeerID returns the SPIFFE ID of the verified peer of a TLS connection.
