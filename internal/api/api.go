@@ -4,10 +4,12 @@
 //
 // Two audiences share one listener:
 //
-//	operator (CLI, trellis up)    /v1/apply /v1/config/... /v1/status /v1/tokens /v1/mesh
-//	                              trusted because the listener is on loopback
-//	sidecar                       /v1/workloads... /v1/certificates
+//	operator (CLI, trellis up)    /v1/apply /v1/config/... /v1/status /v1/tokens /v1/mesh /v1/ca...
+//	                              with --admin-token-file: "Authorization: Bearer <admin token>"
+//	                              (the CLI reads TRELLIS_ADMIN_TOKEN); without: loopback only
+//	sidecar                       /v1/workloads... /v1/certificates /v1/ca/bundle
 //	                              "Authorization: Bearer <join token>" required
+//	either                        /v1/info (join or admin token);  /healthz: anyone
 package api
 
 import (
@@ -69,10 +71,14 @@ type CertificateRequest struct {
 	CSR       string `json:"csr"` // PEM "CERTIFICATE REQUEST"
 }
 
-// CertificateResponse carries the signed chain (leaf first) and the trust bundle, both PEM.
+// CertificateResponse carries the signed chain (leaf first) and the trust
+// bundle, both PEM, with what GET /v1/ca/bundle says about the signer and
+// the refresh period.
 type CertificateResponse struct {
-	Chain  string `json:"chain"`
-	Bundle string `json:"bundle"`
+	Chain         string   `json:"chain"`
+	Bundle        string   `json:"bundle"`
+	Signer        string   `json:"signer,omitempty"`
+	BundleRefresh Duration `json:"bundleRefresh,omitempty"`
 }
 
 // MeshInfo is stored by `trellis up` (PUT /v1/mesh) so `status` can show the entry page.

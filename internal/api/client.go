@@ -23,7 +23,9 @@ type Client struct {
 }
 
 // NewClient returns a client for the admin API at base ("http://127.0.0.1:15080").
-// token is the join token sidecars send; operators pass "".
+// token is sent as "Authorization: Bearer": a sidecar's join token, or the
+// operator's admin token (TRELLIS_ADMIN_TOKEN; "" when the control plane
+// has none and trusts its loopback listener).
 func NewClient(base, token string) *Client {
 	if !strings.Contains(base, "://") {
 		base = "http://" + base

@@ -28,7 +28,7 @@ func newTestCA(t testing.TB, opts Options) *CA {
 
 func TestRootShape(t *testing.T) {
 	c := newTestCA(t, Options{Now: fixedNow(t0)})
-	root := c.root
+	root := activeRoot(t, c)
 	if got := c.TrustDomain().Name(); got != "cluster.local" {
 		t.Errorf("trust domain = %q, want cluster.local", got)
 	}
@@ -121,7 +121,7 @@ func TestConcurrentStartsAgree(t *testing.T) {
 			if err != nil {
 				t.Fatalf("get stored root: %v", err)
 			}
-			stored, err := fromRecord(rec, cas[0].td, Options{Now: time.Now, TTL: DefaultTTL})
+			stored, err := fromRecord(rec, st, cas[0].td, Options{Now: time.Now, TTL: DefaultTTL})
 			if err != nil {
 				t.Fatalf("stored root: %v", err)
 			}
@@ -149,26 +149,42 @@ func TestLoadErrors(t *testing.T) {
 	}{
 		{"not JSON", func(*testing.T) []byte { return []byte("{") }, Options{}, "decode JSON"},
 		{"no certificate", func(*testing.T) []byte { return []byte(`{"cert":"","key":""}`) }, Options{}, "no certificate"},
-		{"other trust domain", func(t *testing.T) []byte { return rootData(t, "a.test", t0) }, Options{TrustDomain: "b.test"}, `configured for "b.test"`},
-		{"expired root", func(t *testing.T) []byte { return rootData(t, "cluster.local", t0) }, Options{Now: fixedNow(t0.AddDate(11, 0, 0))}, "root expired"},
+		{"other trust domain", func(t *testing.T) []byte { return legacyRootData(t, "a.test", t0) }, Options{TrustDomain: "b.test"}, `configured for "b.test"`},
+		{"expired root", func(t *testing.T) []byte { return legacyRootData(t, "cluster.local", t0) }, Options{Now: fixedNow(t0.AddDate(11, 0, 0))}, "root expired"},
 		{"key of another root", func(t *testing.T) []byte {
-			var a, b rootRecord
-			mustUnmarshal(t, rootData(t, "cluster.local", t0), &a)
-			mustUnmarshal(t, rootData(t, "cluster.local", t0), &b)
-			return mustMarshal(t, rootRecord{Cert: a.Cert, Key: b.Key})
+			var a, b storedRoots
+			mustUnmarshal(t, legacyRootData(t, "cluster.local", t0), &a)
+			mustUnmarshal(t, legacyRootData(t, "cluster.local", t0), &b)
+			return mustMarshal(t, storedRoots{Cert: a.Cert, Key: b.Key})
 		}, Options{}, "does not match"},
 		{"key not PKCS#8", func(t *testing.T) []byte {
-			var r rootRecord
-			mustUnmarshal(t, rootData(t, "cluster.local", t0), &r)
+			var r storedRoots
+			mustUnmarshal(t, legacyRootData(t, "cluster.local", t0), &r)
 			r.Key = strings.ReplaceAll(r.Key, "PRIVATE KEY", "EC PRIVATE KEY")
 			return mustMarshal(t, r)
 		}, Options{}, "PKCS#8"},
 		{"key missing", func(t *testing.T) []byte {
-			var r rootRecord
-			mustUnmarshal(t, rootData(t, "cluster.local", t0), &r)
+			var r storedRoots
+			mustUnmarshal(t, legacyRootData(t, "cluster.local", t0), &r)
 			r.Key = ""
 			return mustMarshal(t, r)
 		}, Options{}, "key: no PEM block"},
+		{"list: key of another root", func(t *testing.T) []byte {
+			var a, b storedRoots
+			mustUnmarshal(t, legacyRootData(t, "cluster.local", t0), &a)
+			mustUnmarshal(t, legacyRootData(t, "cluster.local", t0), &b)
+			return mustMarshal(t, storedRoots{Roots: []storedRoot{{Cert: a.Cert, Key: b.Key, ActiveFrom: t0}}})
+		}, Options{}, "root 1 ("},
+		{"list: no root signs", func(t *testing.T) []byte {
+			var a storedRoots
+			mustUnmarshal(t, legacyRootData(t, "cluster.local", t0), &a)
+			return mustMarshal(t, storedRoots{Roots: []storedRoot{{Cert: a.Cert, Key: a.Key}}})
+		}, Options{}, "none is active"},
+		{"list: the signer's key was dropped", func(t *testing.T) []byte {
+			var a storedRoots
+			mustUnmarshal(t, legacyRootData(t, "cluster.local", t0), &a)
+			return mustMarshal(t, storedRoots{Roots: []storedRoot{{Cert: a.Cert, ActiveFrom: t0}}})
+		}, Options{}, "key is missing"},
 		{"bad trust domain option", nil, Options{TrustDomain: "Not A Domain"}, "trust domain"},
 	}
 	for _, tt := range tests {

@@ -111,18 +111,31 @@ func badSignature(der []byte) []byte {
 	return out
 }
 
-// rootData is a stored root record for td, created at now.
-func rootData(t testing.TB, td string, now time.Time) []byte {
+// legacyRootData is a CARoot record as written before rotation existed
+// (one root, no list), for td, created at now.
+func legacyRootData(t testing.TB, td string, now time.Time) []byte {
 	t.Helper()
 	cert, key, err := newRoot(spiffeid.RequireTrustDomainFromString(td), now)
 	if err != nil {
 		t.Fatal(err)
 	}
-	data, err := encodeRoot(cert, key)
+	data, err := encodeRoots([]root{{cert: cert, key: key}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return data
+	var list storedRoots
+	mustUnmarshal(t, data, &list)
+	return mustMarshal(t, storedRoots{Cert: list.Roots[0].Cert, Key: list.Roots[0].Key})
+}
+
+// activeRoot is the root that signs now.
+func activeRoot(t testing.TB, c *CA) *x509.Certificate {
+	t.Helper()
+	iss, err := c.issuerAt(c.now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return iss.root
 }
 
 func mustUnmarshal(t testing.TB, data []byte, v any) {

@@ -2,10 +2,13 @@ package ca
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -90,4 +93,59 @@ func ParseChainPEM(data []byte) ([]*x509.Certificate, error) {
 		return nil, errors.New("parse PEM chain: no certificate")
 	}
 	return certs, nil
+}
+
+// Fingerprint is the SHA-256 of a certificate's DER, in lowercase hex (what
+// `openssl x509 -noout -fingerprint -sha256` prints, without the colons).
+func Fingerprint(cert *x509.Certificate) string {
+	sum := sha256.Sum256(cert.Raw)
+	return hex.EncodeToString(sum[:])
+}
+
+// ParseKeyPEM parses one PEM private key: PKCS#8 ("PRIVATE KEY"), SEC 1
+// ("EC PRIVATE KEY") or PKCS#1 ("RSA PRIVATE KEY"), the forms openssl and
+// cert-manager write. Parameters blocks ("EC PARAMETERS") before the key are
+// skipped; anything else, or a second key, is an error.
+func ParseKeyPEM(data []byte) (crypto.Signer, error) {
+	var key crypto.Signer
+	rest := data
+	for len(bytes.TrimSpace(rest)) > 0 {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			return nil, errors.New("not PEM (or text after the last PEM block)")
+		}
+		if block.Type == "EC PARAMETERS" {
+			continue
+		}
+		if key != nil {
+			return nil, fmt.Errorf("a second PEM block (%q) after the key: want one key", block.Type)
+		}
+		var parsed any
+		var err error
+		switch block.Type {
+		case pemPrivateKey:
+			parsed, err = x509.ParsePKCS8PrivateKey(block.Bytes)
+		case "EC PRIVATE KEY":
+			parsed, err = x509.ParseECPrivateKey(block.Bytes)
+		case "RSA PRIVATE KEY":
+			parsed, err = x509.ParsePKCS1PrivateKey(block.Bytes)
+		case "ENCRYPTED PRIVATE KEY":
+			return nil, errors.New("the key is encrypted: give it decrypted (openssl pkcs8 -in key.pem -out plain.pem)")
+		default:
+			return nil, fmt.Errorf("PEM block %q, want PRIVATE KEY, EC PRIVATE KEY or RSA PRIVATE KEY", block.Type)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("parse %s: %w", block.Type, err)
+		}
+		signer, ok := parsed.(crypto.Signer)
+		if !ok {
+			return nil, fmt.Errorf("%T cannot sign", parsed)
+		}
+		key = signer
+	}
+	if key == nil {
+		return nil, errors.New("no private key")
+	}
+	return key, nil
 }

@@ -2,6 +2,7 @@ package ca
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -14,11 +15,54 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
 
+// issuer is what signs leaves at one moment.
+type issuer struct {
+	cert  *x509.Certificate // signs the leaves
+	key   crypto.Signer
+	chain [][]byte // DER certificates served after each leaf
+	// notAfter bounds every leaf: the earliest expiry in the chain up to
+	// the root, and the root's end of trust.
+	notAfter time.Time
+	root     *x509.Certificate // the bundle root the leaves chain to
+}
+
+// issuerAt returns what signs at now: the operator's signer, or the
+// generated root with the latest activeFrom not after now.
+func (c *CA) issuerAt(now time.Time) (*issuer, error) {
+	if c.operator != nil {
+		if !now.Before(c.operator.notAfter) {
+			return nil, fmt.Errorf("operator CA chain expired at %s", c.operator.notAfter.UTC().Format(time.RFC3339))
+		}
+		return c.operator, nil
+	}
+	var active *root
+	set := c.roots.Load()
+	for i := range set.roots {
+		r := &set.roots[i]
+		if !r.activeFrom.IsZero() && !r.activeFrom.After(now) {
+			active = r
+		}
+	}
+	switch {
+	case active == nil:
+		return nil, errors.New("no CA root can sign: none is active yet")
+	case active.key == nil:
+		return nil, fmt.Errorf("CA root %s signs now but its key is missing", Fingerprint(active.cert)[:16])
+	case !now.Before(active.cert.NotAfter):
+		return nil, fmt.Errorf("CA root expired at %s", active.cert.NotAfter.UTC().Format(time.RFC3339))
+	case !active.trusted(now):
+		return nil, fmt.Errorf("CA root %s signs now but left the bundle at %s", Fingerprint(active.cert)[:16], active.trustEnd().UTC().Format(time.RFC3339))
+	}
+	return &issuer{cert: active.cert, key: active.key, chain: [][]byte{active.cert.Raw}, notAfter: active.trustEnd(), root: active.cert}, nil
+}
+
 // Sign issues an X.509 SVID for id from a DER CSR. It checks the CSR's
 // signature and requires an ECDSA P-256 key; the CSR's own subject and SANs
 // are ignored. The leaf has exactly one URI SAN (id), is not a CA, and lives
-// ttl (Options.TTL when ttl <= 0), capped at the root's expiry. It returns
-// DER certificates: the leaf, then the root.
+// ttl (Options.TTL when ttl <= 0), capped so that it never outlives its
+// chain nor its root's trust. It returns DER certificates: the leaf, then
+// the signer's chain (the root for a generated CA; an operator's
+// intermediates, without the root, which is in the bundle).
 func (c *CA) Sign(csrDER []byte, id spiffeid.ID, ttl time.Duration) ([][]byte, error) {
 	if err := c.checkID(id); err != nil {
 		return nil, fmt.Errorf("sign: %w", err)
@@ -28,19 +72,36 @@ func (c *CA) Sign(csrDER []byte, id spiffeid.ID, ttl time.Duration) ([][]byte, e
 		return nil, fmt.Errorf("sign %s: %w", id, err)
 	}
 	now := c.now()
+	iss, err := c.issuerAt(now)
+	if err != nil {
+		return nil, fmt.Errorf("sign %s: %w", id, err)
+	}
+	leaf, err := c.signLeaf(iss, pub, id, ttl, now)
+	if err != nil {
+		return nil, fmt.Errorf("sign %s: %w", id, err)
+	}
+	out := make([][]byte, 0, 1+len(iss.chain))
+	out = append(out, leaf)
+	for _, der := range iss.chain {
+		out = append(out, bytes.Clone(der))
+	}
+	return out, nil
+}
+
+func (c *CA) signLeaf(iss *issuer, pub crypto.PublicKey, id spiffeid.ID, ttl time.Duration, now time.Time) ([]byte, error) {
 	if ttl <= 0 {
 		ttl = c.ttl
 	}
 	notAfter := now.Add(ttl)
-	if notAfter.After(c.root.NotAfter) {
-		notAfter = c.root.NotAfter
+	if notAfter.After(iss.notAfter) {
+		notAfter = iss.notAfter
 	}
 	if !notAfter.After(now) {
-		return nil, fmt.Errorf("sign %s: CA root expired at %s", id, c.root.NotAfter.UTC().Format(time.RFC3339))
+		return nil, fmt.Errorf("CA chain expired at %s", iss.notAfter.UTC().Format(time.RFC3339))
 	}
 	serial, err := newSerial()
 	if err != nil {
-		return nil, fmt.Errorf("sign %s: %w", id, err)
+		return nil, err
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
@@ -52,11 +113,11 @@ func (c *CA) Sign(csrDER []byte, id spiffeid.ID, ttl time.Duration) ([][]byte, e
 		IsCA:                  false,
 		URIs:                  []*url.URL{id.URL()},
 	}
-	leaf, err := x509.CreateCertificate(rand.Reader, tmpl, c.root, pub, c.signer)
+	leaf, err := x509.CreateCertificate(rand.Reader, tmpl, iss.cert, pub, iss.key)
 	if err != nil {
-		return nil, fmt.Errorf("sign %s: create certificate: %w", id, err)
+		return nil, fmt.Errorf("create certificate: %w", err)
 	}
-	return [][]byte{leaf, bytes.Clone(c.rootDER)}, nil
+	return leaf, nil
 }
 
 // checkID accepts workload IDs of this CA's trust domain.

@@ -1,6 +1,7 @@
 package ca
 
 import (
+	"crypto"
 	"crypto/x509"
 	"strings"
 	"testing"
@@ -40,7 +41,7 @@ func TestSign(t *testing.T) {
 			if len(chain) != 2 {
 				t.Fatalf("chain has %d certificates, want leaf and root", len(chain))
 			}
-			if string(chain[1]) != string(c.rootDER) {
+			if string(chain[1]) != string(activeRoot(t, c).Raw) {
 				t.Errorf("chain[1] is not the root")
 			}
 			leaf, err := x509.ParseCertificate(chain[0])
@@ -129,7 +130,7 @@ func TestSignRejects(t *testing.T) {
 		{"P-384 key", csrWithKey(t, p384Key(t)), web, "want P-256"},
 		{"empty CSR", nil, web, "CSR is empty"},
 		{"garbage CSR", []byte("not a CSR"), web, "parse CSR"},
-		{"certificate instead of CSR", c.rootDER, web, "parse CSR"},
+		{"certificate instead of CSR", activeRoot(t, c).Raw, web, "parse CSR"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -173,17 +174,46 @@ func TestNewCSR(t *testing.T) {
 	}
 }
 
-// FuzzSign feeds arbitrary bytes to Sign as a CSR: it must never panic, and
-// whatever it issues must be a valid SVID for the requested ID.
-func FuzzSign(f *testing.F) {
-	id := mustID(f, "spiffe://cluster.local/ns/default/sa/web")
-	f.Add(mustCSR(f, mustKey(f), id))
-	c := newTestCA(f, Options{})
-	f.Fuzz(func(t *testing.T, csr []byte) {
+// FuzzSignCSR feeds arbitrary CSR bytes and service accounts to an
+// operator intermediate CA: Sign must never panic, and whatever it issues
+// must be an SVID for the requested identity (never the CSR's), for the
+// CSR's own key, not a CA, chaining through the intermediate to the bundle.
+func FuzzSignCSR(f *testing.F) {
+	f.Add(mustCSR(f, mustKey(f), mustID(f, "spiffe://cluster.local/ns/default/sa/web")), "web")
+	f.Add(csrWithKey(f, mustKey(f)), "admin")
+	dir := f.TempDir()
+	root := issueCA(f, caTemplate(f, "Fuzz Root", nil), nil)
+	inter := issueCA(f, caTemplate(f, "Fuzz Intermediate", nil), root)
+	c, err := LoadOperator(OperatorFiles{
+		Cert: writeCerts(f, dir, "inter.pem", inter.cert, root.cert), Key: writeKey(f, dir, "inter.key", inter.key),
+	}, Options{Now: fixedNow(t0)})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, csr []byte, sa string) {
+		id, err := WorkloadID(c.TrustDomain(), "default", sa)
+		if err != nil {
+			return
+		}
 		chain, err := c.Sign(csr, id, time.Hour)
 		if err != nil {
 			return
 		}
-		verifySVID(t, chain, c, id)
+		if len(chain) != 2 || string(chain[1]) != string(inter.cert.Raw) {
+			t.Fatalf("chain of %d certificates, want [leaf, intermediate]", len(chain))
+		}
+		verifySVIDAt(t, chain, c, id, t0)
+		leaf, err := x509.ParseCertificate(chain[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkLeaf(t, leaf, id, t0.Add(time.Hour))
+		req, err := x509.ParseCertificateRequest(csr)
+		if err != nil {
+			t.Fatalf("Sign accepted a CSR that does not parse: %v", err)
+		}
+		if pub, ok := req.PublicKey.(interface{ Equal(crypto.PublicKey) bool }); !ok || !pub.Equal(leaf.PublicKey) {
+			t.Fatalf("the leaf's key is not the CSR's")
+		}
 	})
 }

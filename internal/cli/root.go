@@ -48,7 +48,7 @@ type globals struct {
 	stderr   io.Writer
 }
 
-func (g *globals) client() *api.Client { return api.NewClient(g.control, "") }
+func (g *globals) client() *api.Client { return api.NewClient(g.control, os.Getenv(api.EnvAdminToken)) }
 
 func (g *globals) logger() *slog.Logger {
 	var level slog.Level
@@ -89,6 +89,8 @@ Run a whole mesh on this machine:
 		newStatusCmd(g),
 		newValidateCmd(g),
 		newExplainCmd(g),
+		newCertCmd(g),
+		newCACmd(g),
 		newDemoAppCmd(g),
 	)
 	return root

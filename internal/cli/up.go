@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/trellis-mesh/trellis/internal/api"
+	"github.com/trellis-mesh/trellis/internal/ca"
 	"github.com/trellis-mesh/trellis/internal/up"
 )
 
@@ -31,7 +32,11 @@ everything it started.`,
 				return fmt.Errorf("find the trellis binary: %w", err)
 			}
 			o.Self, o.Out, o.LogLevel = self, g.stdout, g.logLevel
+			o.AdminToken = os.Getenv(api.EnvAdminToken)
 			if useRunning {
+				if o.CA != (ca.OperatorFiles{}) {
+					return fmt.Errorf("--ca-cert/--ca-key/--ca-bundle configure the in-process control plane: give them to the running one (trellis control), not with --use-control")
+				}
 				o.Control = g.control
 			} else if cmd.Flags().Changed("control") && !cmd.Flags().Changed("admin-addr") {
 				o.AdminAddr = hostPort(g.control)
@@ -46,6 +51,9 @@ everything it started.`,
 	f.StringVar(&o.XDSAddr, "xds-addr", api.DefaultXDSAddr, "xDS address of the in-process control plane")
 	f.StringVar(&o.DataDir, "data-dir", "", "control plane data directory (default: a temporary one, removed on exit)")
 	f.DurationVar(&o.CertTTL, "cert-ttl", 24*time.Hour, "workload certificate lifetime")
+	f.StringVar(&o.CA.Cert, "ca-cert", "", "operator CA for the in-process control plane (see trellis control --help)")
+	f.StringVar(&o.CA.Key, "ca-key", "", "private key of the first --ca-cert certificate")
+	f.StringVar(&o.CA.Bundle, "ca-bundle", "", "roots to trust with an operator CA")
 	f.DurationVar(&o.StartTimeout, "start-timeout", 60*time.Second, "how long sidecars and apps may take to become ready")
 	_ = cmd.MarkFlagRequired("file")
 	return cmd

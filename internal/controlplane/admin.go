@@ -17,7 +17,7 @@ const maxApplyBody = 8 << 20
 
 func (cp *ControlPlane) routes() http.Handler {
 	mux := http.NewServeMux()
-	// Operator API: trusted because the listener is loopback-only.
+	// Operator API: the admin token, or loopback trust (admin_auth.go).
 	mux.HandleFunc("POST /v1/apply", cp.handleApply)
 	mux.HandleFunc("GET /v1/config/{kind}", cp.handleList)
 	mux.HandleFunc("GET /v1/config/{kind}/{ns}/{name}", cp.handleGet)
@@ -25,7 +25,9 @@ func (cp *ControlPlane) routes() http.Handler {
 	mux.HandleFunc("GET /v1/status", cp.handleStatus)
 	mux.HandleFunc("POST /v1/tokens", cp.handleCreateToken)
 	mux.HandleFunc("PUT /v1/mesh", cp.handlePutMesh)
-	mux.HandleFunc("GET /v1/info", cp.handleInfo)
+	mux.Handle("GET /v1/info", cp.withTokenOrOperator(cp.handleInfo))
+	mux.HandleFunc("GET /v1/ca", cp.handleCAStatus)             // ca_admin.go
+	mux.HandleFunc("POST /v1/ca/rotate", cp.handleCARotate)     // ca_admin.go
 	mux.HandleFunc("GET /v1/xds/{ns}/{name}", cp.handleXDSDump) // xdsdump.go: what `trellis explain` falls back to
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 	// Sidecar API: join token required.
@@ -33,7 +35,8 @@ func (cp *ControlPlane) routes() http.Handler {
 	mux.Handle("POST /v1/workloads/{ns}/{name}/heartbeat", cp.withToken(cp.handleHeartbeat))
 	mux.Handle("DELETE /v1/workloads/{ns}/{name}", cp.withToken(cp.handleDeregister))
 	mux.Handle("POST /v1/certificates", cp.withToken(cp.handleCertificate))
-	return mux
+	mux.Handle("GET /v1/ca/bundle", cp.withToken(cp.handleBundle))
+	return cp.withAdminAuth(mux)
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

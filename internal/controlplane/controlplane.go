@@ -35,14 +35,19 @@ import (
 // Config is what `trellis control` is started with.
 type Config struct {
 	DataDir     string        // bbolt file lives here
-	AdminAddr   string        // admin HTTP API; must be loopback unless InsecureAdmin
+	AdminAddr   string        // admin HTTP API; loopback unless AdminTokenFile is set
 	XDSAddr     string        // ADS gRPC
 	TrustDomain string        // SPIFFE trust domain
 	CertTTL     time.Duration // leaf certificate lifetime
 	HealthTTL   time.Duration // a workload without heartbeat for this long is unhealthy
-	// InsecureAdmin allows a non-loopback admin address. The operator half of
-	// the admin API has no authentication of its own yet.
-	InsecureAdmin bool
+	// AdminTokenFile holds the bearer token every operator request must
+	// carry (admin_auth.go). Required for a non-loopback AdminAddr.
+	AdminTokenFile string
+	// CA is an operator-supplied CA (files); zero: generated roots kept in
+	// the store (ca_load.go).
+	CA ca.OperatorFiles
+	// BundleRefresh is how often sidecars fetch the trust bundle (default 30 s).
+	BundleRefresh time.Duration
 	Logger        *slog.Logger
 }
 
@@ -55,6 +60,8 @@ type ControlPlane struct {
 	registry *registry.Registry
 	xds      *xds.Server
 	tokens   *tokens
+	// adminToken is the SHA-256 of the operator token (nil: loopback trust).
+	adminToken []byte
 
 	adminLis net.Listener
 	xdsLis   net.Listener
@@ -81,7 +88,11 @@ func New(ctx context.Context, cfg Config) (*ControlPlane, error) {
 	if cfg.TrustDomain == "" {
 		cfg.TrustDomain = model.DefaultTrustDomain
 	}
-	if err := checkLoopback(cfg.AdminAddr, cfg.InsecureAdmin); err != nil {
+	adminToken, err := readAdminToken(cfg.AdminTokenFile, cfg.Logger)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkLoopback(cfg.AdminAddr, adminToken != nil); err != nil {
 		return nil, err
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
@@ -92,19 +103,19 @@ func New(ctx context.Context, cfg Config) (*ControlPlane, error) {
 		return nil, fmt.Errorf("open store in %s: %w", cfg.DataDir, err)
 	}
 	cp := &ControlPlane{
-		cfg:       cfg,
-		logger:    cfg.Logger,
-		store:     st,
-		tokens:    &tokens{store: st},
-		reconcile: make(chan struct{}, 1),
+		cfg:        cfg,
+		logger:     cfg.Logger,
+		store:      st,
+		tokens:     &tokens{store: st},
+		adminToken: adminToken,
+		reconcile:  make(chan struct{}, 1),
 	}
 	fail := func(err error) (*ControlPlane, error) {
 		cp.closeListeners()
 		_ = st.Close()
 		return nil, err
 	}
-	cp.ca, err = ca.LoadOrCreate(ctx, st, ca.Options{TrustDomain: cfg.TrustDomain, TTL: cfg.CertTTL})
-	if err != nil {
+	if cp.ca, err = cp.loadCA(ctx); err != nil {
 		return fail(fmt.Errorf("certificate authority: %w", err))
 	}
 	cp.registry = registry.New(st, registry.Options{TTL: cfg.HealthTTL, Logger: cfg.Logger.With("component", "registry")})
@@ -122,21 +133,20 @@ func New(ctx context.Context, cfg Config) (*ControlPlane, error) {
 	return cp, nil
 }
 
-func checkLoopback(addr string, insecure bool) error {
-	if insecure {
-		return nil
-	}
+// checkLoopback refuses a non-loopback admin address unless operators must
+// present a token (withToken: --admin-token-file was given).
+func checkLoopback(addr string, withToken bool) error {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return fmt.Errorf("--admin-addr %q: %w", addr, err)
 	}
-	if host == "localhost" {
+	if withToken || host == "localhost" {
 		return nil
 	}
 	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
 		return nil
 	}
-	return fmt.Errorf("--admin-addr %q: the admin API has no operator authentication yet and must listen on loopback (use --insecure-admin to override)", addr)
+	return fmt.Errorf("--admin-addr %q is not a loopback address: without --admin-token-file anyone who reaches it could change the mesh; listen on 127.0.0.1, or give --admin-token-file", addr)
 }
 
 // AdminURL is the admin API's base URL.

@@ -17,24 +17,49 @@ import (
 	"github.com/trellis-mesh/trellis/internal/registry"
 )
 
+// sidecarRoute is a route sidecars call: it checks the join token itself,
+// so the operator's admin token is not asked for (admin_auth.go).
+type sidecarRoute struct {
+	cp   *ControlPlane
+	next http.HandlerFunc
+	// operatorToo admits the operator as well (GET /v1/info).
+	operatorToo bool
+}
+
+func isSidecarRoute(h http.Handler) bool {
+	_, ok := h.(sidecarRoute)
+	return ok
+}
+
 // withToken admits only requests carrying a join token this control plane issued.
 func (cp *ControlPlane) withToken(next http.HandlerFunc) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok {
-			writeError(w, http.StatusUnauthorized, errBadToken)
-			return
+	return sidecarRoute{cp: cp, next: next}
+}
+
+// withTokenOrOperator admits sidecars (join token) and operators.
+func (cp *ControlPlane) withTokenOrOperator(next http.HandlerFunc) http.Handler {
+	return sidecarRoute{cp: cp, next: next, operatorToo: true}
+}
+
+func (s sidecarRoute) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if s.operatorToo && s.cp.isOperator(r) {
+		s.next(w, r)
+		return
+	}
+	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok {
+		writeError(w, http.StatusUnauthorized, errBadToken)
+		return
+	}
+	if err := s.cp.tokens.check(r.Context(), token); err != nil {
+		if errors.Is(err, errBadToken) {
+			writeError(w, http.StatusUnauthorized, err)
+		} else {
+			writeError(w, http.StatusInternalServerError, err)
 		}
-		if err := cp.tokens.check(r.Context(), token); err != nil {
-			if errors.Is(err, errBadToken) {
-				writeError(w, http.StatusUnauthorized, err)
-			} else {
-				writeError(w, http.StatusInternalServerError, err)
-			}
-			return
-		}
-		next(w, r)
-	})
+		return
+	}
+	s.next(w, r)
 }
 
 func (cp *ControlPlane) handleRegister(w http.ResponseWriter, r *http.Request) {
@@ -120,8 +145,26 @@ func (cp *ControlPlane) handleCertificate(w http.ResponseWriter, r *http.Request
 	if leaf, err := x509.ParseCertificate(chain[0]); err == nil {
 		cp.logger.Info("certificate issued", "workload", wl.Name, "identity", cp.identity(wl).String(), "notAfter", leaf.NotAfter)
 	}
+	b := cp.bundle()
 	writeJSON(w, http.StatusOK, api.CertificateResponse{
-		Chain:  string(ca.EncodeChainPEM(chain)),
-		Bundle: string(cp.ca.BundlePEM()),
+		Chain:         string(ca.EncodeChainPEM(chain)),
+		Bundle:        b.Bundle,
+		Signer:        b.Signer,
+		BundleRefresh: b.BundleRefresh,
 	})
+}
+
+// handleBundle is what sidecars poll: the roots trusted now, and which
+// certificate signs, so that a sidecar holding a leaf of another signer
+// renews it.
+func (cp *ControlPlane) handleBundle(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, cp.bundle())
+}
+
+func (cp *ControlPlane) bundle() api.BundleResponse {
+	out := api.BundleResponse{Bundle: string(cp.ca.BundlePEM()), BundleRefresh: api.Duration(cp.ca.BundleRefresh())}
+	if signer, _, err := cp.ca.Signer(); err == nil {
+		out.Signer = ca.Fingerprint(signer)
+	}
+	return out
 }

@@ -2,10 +2,13 @@ package sidecar
 
 import (
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/pprof"
 	"time"
+
+	"github.com/trellis-mesh/trellis/internal/api"
 )
 
 // adminRoutes serves the sidecar's admin port:
@@ -13,7 +16,8 @@ import (
 //	/ready        200 once the certificate is issued and the first config applied, else 503 with the reason
 //	/config_dump  the applied xDS configuration as JSON
 //	/stats        counters of the proxy, plain text "name value"
-//	/certs        the current SVID: identity, serial, validity, rotations
+//	/certs        the SVID (api.SidecarCerts): chain with subject, issuer, SPIFFE ID, serial,
+//	              validity; trust bundle roots; last and next rotation, rotation count
 //	/xds          the xDS client's view: connected, synced, versions, last error
 //	/debug/pprof/ Go profiles (CPU, heap, allocations, goroutines) of the sidecar
 func (s *Sidecar) adminRoutes() http.Handler {
@@ -44,19 +48,10 @@ func (s *Sidecar) adminRoutes() http.Handler {
 		s.proxy.WriteStats(w)
 	})
 	mux.HandleFunc("GET /certs", func(w http.ResponseWriter, _ *http.Request) {
-		leaf := s.id.Leaf()
-		if leaf == nil {
-			http.Error(w, "no certificate yet", http.StatusServiceUnavailable)
+		out, err := s.id.describe(time.Now())
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
-		}
-		out := map[string]any{
-			"serial":    leaf.SerialNumber.Text(16),
-			"notBefore": leaf.NotBefore.UTC().Format(time.RFC3339),
-			"notAfter":  leaf.NotAfter.UTC().Format(time.RFC3339),
-			"rotations": s.id.Rotations(),
-		}
-		if len(leaf.URIs) > 0 {
-			out["identity"] = leaf.URIs[0].String()
 		}
 		writeJSON(w, out)
 	})
@@ -76,4 +71,34 @@ func writeJSON(w http.ResponseWriter, v any) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(v)
+}
+
+// describe is the admin /certs answer.
+func (id *identity) describe(now time.Time) (*api.SidecarCerts, error) {
+	s, t := id.svid.Load(), id.trust.Load()
+	if s == nil || t == nil {
+		return nil, errors.New("no certificate yet")
+	}
+	leaf := s.chain[0]
+	out := &api.SidecarCerts{
+		Serial:        leaf.SerialNumber.Text(16),
+		NotBefore:     leaf.NotBefore.UTC(),
+		NotAfter:      leaf.NotAfter.UTC(),
+		Rotations:     s.rotations,
+		LastRotation:  s.received.UTC(),
+		NextRotation:  s.renewAt.UTC(),
+		BundleUpdated: t.updated.UTC(),
+		Signer:        t.signer,
+		BundleRefresh: api.Duration(t.refresh),
+	}
+	if len(leaf.URIs) > 0 {
+		out.Identity = leaf.URIs[0].String()
+	}
+	for _, c := range s.chain {
+		out.Chain = append(out.Chain, api.NewCertInfo(c, now))
+	}
+	for _, r := range t.roots {
+		out.Bundle = append(out.Bundle, api.NewCertInfo(r, now))
+	}
+	return out, nil
 }

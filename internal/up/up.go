@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/trellis-mesh/trellis/internal/api"
+	"github.com/trellis-mesh/trellis/internal/ca"
 	"github.com/trellis-mesh/trellis/internal/controlplane"
 	"github.com/trellis-mesh/trellis/internal/model"
 )
@@ -33,8 +34,14 @@ type Options struct {
 	XDSAddr   string
 	DataDir   string // empty = a temporary directory, removed at exit
 	CertTTL   time.Duration
-	LogLevel  string
-	Out       io.Writer
+	// CA is an operator-supplied CA for the in-process control plane
+	// (zero: a generated root).
+	CA ca.OperatorFiles
+	// AdminToken is sent to a running control plane (--use-control) that
+	// requires one.
+	AdminToken string
+	LogLevel   string
+	Out        io.Writer
 	// Self is the trellis binary to start sidecars and demo apps with.
 	Self string
 	// StartTimeout bounds how long sidecars and apps may take to become ready.
@@ -73,7 +80,7 @@ func Run(ctx context.Context, o Options) error {
 		_ = level.UnmarshalText([]byte(o.LogLevel))
 		logger := slog.New(slog.NewTextHandler(out.prefixed("control"), &slog.HandlerOptions{Level: level}))
 		cp, err := controlplane.New(ctx, controlplane.Config{
-			DataDir: dataDir, AdminAddr: o.AdminAddr, XDSAddr: o.XDSAddr, CertTTL: o.CertTTL, Logger: logger,
+			DataDir: dataDir, AdminAddr: o.AdminAddr, XDSAddr: o.XDSAddr, CertTTL: o.CertTTL, CA: o.CA, Logger: logger,
 		})
 		if err != nil {
 			return fmt.Errorf("control plane: %w", err)
@@ -82,7 +89,7 @@ func Run(ctx context.Context, o Options) error {
 		go func() { cpDone <- cp.Run(cpCtx) }()
 		controlURL = cp.AdminURL()
 	}
-	r.client = api.NewClient(controlURL, "")
+	r.client = api.NewClient(controlURL, o.AdminToken)
 	r.controlURL = controlURL
 
 	err = r.start(ctx, others)
