@@ -284,6 +284,12 @@ func (g *globals) explainInbound(ctx context.Context, rep *explainReport) {
 			byInbound[w.Inbound] = w
 		}
 	}
+	peer := "" // the caller's SPIFFE ID, as the destination's sidecar verifies it
+	for i := range rep.status.Workloads {
+		if w := &rep.status.Workloads[i]; w.Name == rep.Workload && w.Namespace == rep.Namespace {
+			peer = w.Identity
+		}
+	}
 	done := map[string]bool{}
 	for _, c := range rep.Clusters {
 		if c.Upstream == nil {
@@ -304,7 +310,7 @@ func (g *globals) explainInbound(ctx context.Context, rep *explainReport) {
 			if err == nil {
 				var set *resources.Set
 				if set, err = proxy.ParseConfigDump(data); err == nil {
-					in, err = proxy.ExplainInbound(set, e.Address, rep.Request.Method, c.Upstream)
+					in, err = proxy.ExplainInbound(set, e.Address, rep.Request.Method, peer, c.Upstream)
 				}
 			}
 			if err != nil {

@@ -198,6 +198,30 @@ func filterLine(f *proxy.FilterDetail) string {
 			parts = append(parts, "only when "+strings.Join(f.Fault.Headers, " and "))
 		}
 		s += strings.Join(parts, ", ")
+	case f.JWT != nil:
+		s += "token " + f.JWT.Result
+		if f.JWT.Principal != "" {
+			s += ", principal " + f.JWT.Principal
+		}
+		if f.JWT.Error != "" {
+			s += " (" + f.JWT.Error + ")"
+		}
+		if f.JWT.Result == "invalid" {
+			return s + ": 401"
+		}
+		return s
+	case f.RBAC != nil:
+		verdict := "allowed"
+		if !f.RBAC.Allowed {
+			verdict = "DENIED (403)"
+		}
+		switch {
+		case f.RBAC.Policy != "":
+			s += fmt.Sprintf("%s by policy %s (%s, %d policies)", verdict, f.RBAC.Policy, f.RBAC.Action, f.RBAC.Policies)
+		default:
+			s += fmt.Sprintf("%s: no policy matched (%s, %d policies)", verdict, f.RBAC.Action, f.RBAC.Policies)
+		}
+		return s
 	case f.Limit != nil:
 		s += fmt.Sprintf("%d tokens, +%d every %s, over the limit %d", f.Limit.MaxTokens, f.Limit.TokensPerFill, f.Limit.FillInterval, f.Limit.Status)
 		if !f.Limit.Enforced {
@@ -287,7 +311,7 @@ func printCluster(out io.Writer, c *proxy.ClusterDetail, tcp bool) {
 }
 
 // printInbound shows the destination sidecars' side: their inbound route
-// and filters (local rate limits).
+// and filters (authentication, authorization, local rate limits).
 func printInbound(out io.Writer, inbound []proxy.InboundDetail) {
 	if len(inbound) == 0 {
 		return
@@ -299,12 +323,18 @@ func printInbound(out io.Writer, inbound []proxy.InboundDetail) {
 		if in.Status != 0 {
 			route = fmt.Sprintf("no route: %d", in.Status)
 		}
+		if in.Path != "" {
+			route += ", the app receives " + in.Path
+		}
+		if in.Denied != 0 {
+			route += fmt.Sprintf(", refused with %d", in.Denied)
+		}
 		fmt.Fprintf(tw, "  %s\t%s on %s, %s\n", in.Workload, in.Listener, in.Address, route)
 		for i := range in.Filters {
 			fmt.Fprintf(tw, "  \t%s\n", filterLine(&in.Filters[i]))
 		}
 		if len(in.Filters) == 0 {
-			fmt.Fprintf(tw, "  \tno rate limit or fault\n")
+			fmt.Fprintf(tw, "  \tno authentication, authorization, rate limit or fault\n")
 		}
 	}
 	_ = tw.Flush()

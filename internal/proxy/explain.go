@@ -53,6 +53,11 @@ func Explain(set *resources.Set, req ExplainRequest) (*Explanation, error) {
 		return nil, err
 	}
 	ex.Request = explainedRequest(r)
+	if _, ok := normalizeRequest(r, lc.pathOpts); !ok {
+		ex.Outcome = OutcomeBadRequest
+		ex.Reply = &LocalReply{Status: http.StatusBadRequest, Body: "the path has a NUL, a control character or a malformed %-escape"}
+		return ex, nil
+	}
 	table, raw := lc.inlineRoutes, ts.inlineRaw[lc.name]
 	if table == nil {
 		ex.Listener.RouteConfig = lc.rdsName
@@ -102,6 +107,7 @@ const (
 	OutcomeDirectResponse = "direct_response"
 	OutcomeRedirect       = "redirect"
 	OutcomeRouteNotFound  = "route_not_found"
+	OutcomeBadRequest     = "bad_request" // the path cannot be normalized
 	OutcomeTCP            = "tcp"
 )
 

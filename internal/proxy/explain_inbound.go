@@ -9,7 +9,8 @@ import (
 
 // InboundDetail is the server side of a forwarded request: what the
 // destination workload's sidecar does with it on its inbound listener
-// (local rate limits live there, as in Istio).
+// (authentication, authorization and local rate limits live there, as in
+// Istio).
 type InboundDetail struct {
 	Workload string `json:"workload,omitempty"` // filled in by the caller
 	Listener string `json:"listener"`
@@ -19,13 +20,19 @@ type InboundDetail struct {
 	Status  int            `json:"status,omitempty"`
 	Cluster string         `json:"cluster,omitempty"` // the app's
 	Filters []FilterDetail `json:"filters,omitempty"`
+	// Denied is the status of the jwt_authn or rbac reply that stops the
+	// request (401, 403), 0 when it reaches the app.
+	Denied int `json:"denied,omitempty"`
+	// Path is the path the app receives, after the listener's normalization.
+	Path string `json:"path,omitempty"`
 }
 
 // ExplainInbound explains what the sidecar whose configuration is set does
 // with a request forwarded to its inbound listener at endpoint (an address
 // of a client cluster's load assignment), as the client's cluster sends it
-// (up, from Explain). Like Explain it only reads.
-func ExplainInbound(set *resources.Set, endpoint, method string, up *UpstreamDetail) (*InboundDetail, error) {
+// (up, from Explain), from the caller whose SPIFFE ID is peer ("": no
+// identity, a plaintext caller). Like Explain it only reads.
+func ExplainInbound(set *resources.Set, endpoint, method, peer string, up *UpstreamDetail) (*InboundDetail, error) {
 	ts, err := translateSet(set)
 	if err != nil {
 		return nil, err
@@ -46,6 +53,14 @@ func ExplainInbound(set *resources.Set, endpoint, method string, up *UpstreamDet
 	r, err := readRequest(method, up.Target, up.Authority, up.Headers, "127.0.0.1")
 	if err != nil {
 		return nil, err
+	}
+	if _, ok := normalizeRequest(r, lc.pathOpts); !ok {
+		d.Status = http.StatusBadRequest
+		return d, nil
+	}
+	d.Path = r.URL.RawPath
+	if d.Path == "" {
+		d.Path = r.URL.Path
 	}
 	table, rc := lc.inlineRoutes, ts.inlineRaw[lc.name]
 	if table == nil {
@@ -81,5 +96,6 @@ func ExplainInbound(set *resources.Set, endpoint, method string, up *UpstreamDet
 		d.Cluster = clusters[0]
 	}
 	d.Filters = filterDetails(lc, rt, rc, rawRoute(rc, rt, table), &view, clusters)
+	d.Denied = explainAuthz(lc, r, &view, peer, d.Filters)
 	return d, nil
 }

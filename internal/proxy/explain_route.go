@@ -54,7 +54,7 @@ type HashDetail struct {
 // FilterDetail is an HTTP filter of the listener as it acts on this route.
 type FilterDetail struct {
 	Filter string `json:"filter"`
-	Kind   string `json:"kind"`  // fault or local_ratelimit
+	Kind   string `json:"kind"`  // fault, local_ratelimit, jwt_authn or rbac
 	Level  string `json:"level"` // where its config comes from: route, virtual host, listener
 	// Applies: the filter acts on this request (a fault then still
 	// samples its percentages).
@@ -62,6 +62,27 @@ type FilterDetail struct {
 	Reason  string         `json:"reason,omitempty"`
 	Fault   *FaultDetail   `json:"fault,omitempty"`
 	Limit   *RateLimitInfo `json:"rateLimit,omitempty"`
+	JWT     *JWTDetail     `json:"jwt,omitempty"`
+	RBAC    *RBACDetail    `json:"rbac,omitempty"`
+}
+
+// JWTDetail is what a jwt_authn filter decides for the request.
+type JWTDetail struct {
+	// Result: "no token" (left to authorization), "verified" or "invalid"
+	// (the request gets 401), or "not evaluated" with the reason.
+	Result    string   `json:"result"`
+	Principal string   `json:"principal,omitempty"` // iss/sub of a verified token
+	Audiences []string `json:"audiences,omitempty"`
+	Error     string   `json:"error,omitempty"`
+}
+
+// RBACDetail is what an rbac filter decides for the request.
+type RBACDetail struct {
+	Action   string `json:"action"`   // ALLOW, DENY or LOG
+	Policies int    `json:"policies"` // how many policies the filter holds
+	Allowed  bool   `json:"allowed"`
+	// Policy is the policy that matched ("": none did).
+	Policy string `json:"policy,omitempty"`
 }
 
 // FaultDetail is a fault injection policy.
@@ -260,9 +281,11 @@ func filterDetails(lc *listenerConfig, rt *route, rc *routev3.RouteConfiguration
 	var out []FilterDetail
 	for i := range lc.filters.chain {
 		f := &lc.filters.chain[i]
-		d := FilterDetail{Filter: f.name, Kind: "fault", Level: filterLevel(f.name, rc, raw)}
-		if f.kind == filterLocalRateLimit {
-			d.Kind = "local_ratelimit"
+		d := FilterDetail{Filter: f.name, Kind: f.kind.String(), Level: filterLevel(f.name, rc, raw)}
+		if f.kind == filterJWT || f.kind == filterRBAC {
+			d.Reason = "acts on the destination's inbound listener only"
+			out = append(out, d) // explainAuthz (explain_inbound.go) evaluates them there
+			continue
 		}
 		fp, lp := f.resolve(rt)
 		switch {

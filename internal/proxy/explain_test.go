@@ -3,6 +3,7 @@ package proxy
 import (
 	"net/http"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -562,7 +563,7 @@ func TestExplainInboundRateLimit(t *testing.T) {
 		if len(c.Endpoints) != 1 || c.Endpoints[0].Workload != "ratings-v1" {
 			t.Fatalf("endpoints %+v, want ratings-v1's", c.Endpoints)
 		}
-		in, err := ExplainInbound(server, c.Endpoints[0].Address, ex.Request.Method, c.Upstream)
+		in, err := ExplainInbound(server, c.Endpoints[0].Address, ex.Request.Method, "", c.Upstream)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -576,7 +577,59 @@ func TestExplainInboundRateLimit(t *testing.T) {
 			t.Errorf("%s %s: bucket (-want +got):\n%s", tc.method, tc.target, diff)
 		}
 	}
-	if _, err := ExplainInbound(server, "127.0.0.1:1", "GET", &UpstreamDetail{Target: "/"}); err == nil {
+	if _, err := ExplainInbound(server, "127.0.0.1:1", "GET", "", &UpstreamDetail{Target: "/"}); err == nil {
 		t.Error("an endpoint with no listener: no error")
+	}
+}
+
+// TestExplainInboundAuthz: explain evaluates the destination's rbac filters
+// with the caller's identity and says which policy decided.
+func TestExplainInboundAuthz(t *testing.T) {
+	server := golden(t, "sec-authz-http.golden.json")
+	var addr string
+	for name, l := range server.Listeners {
+		if strings.HasPrefix(name, "inbound|") {
+			addr = l.GetAddress().GetSocketAddress().GetAddress() + ":" + strconv.Itoa(int(l.GetAddress().GetSocketAddress().GetPortValue()))
+		}
+	}
+	const frontend = "spiffe://cluster.local/ns/default/sa/frontend"
+	for _, tc := range []struct {
+		name, method, target, host, peer string
+		header                           http.Header
+		wantDenied                       int
+		wantPolicy                       string // of the deciding filter
+		wantPath                         string
+	}{
+		{"DENY on a path, however spelled", "POST", "/x/..//admin/./y", "backend", frontend, nil, 403, "ns.default.deny-admin.rule.0", "/admin/y"},
+		{"DENY on a repeated header's second value", "GET", "/api/x", "backend", frontend, http.Header{"X-User": {"bob", "admin"}}, 403, "ns.default.deny-admin.rule.2", "/api/x"},
+		{"ALLOW by principal and host with port", "GET", "/", "api.example.com:8080", frontend, nil, 0, "", "/"},
+		{"no ALLOW policy matches", "GET", "/", "other.example.com", frontend, nil, 403, "", "/"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			up := &UpstreamDetail{Target: tc.target, Authority: tc.host, Headers: tc.header}
+			in, err := ExplainInbound(server, addr, tc.method, tc.peer, up)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if in.Denied != tc.wantDenied || in.Path != tc.wantPath {
+				t.Errorf("denied %d, path %q; want %d, %q (filters %+v)", in.Denied, in.Path, tc.wantDenied, tc.wantPath, in.Filters)
+			}
+			var denied, allow *RBACDetail
+			for _, f := range in.Filters {
+				switch {
+				case f.RBAC == nil:
+				case !f.RBAC.Allowed && denied == nil:
+					denied = f.RBAC
+				case f.RBAC.Action == "ALLOW":
+					allow = f.RBAC
+				}
+			}
+			if tc.wantDenied != 0 && (denied == nil || denied.Policy != tc.wantPolicy) {
+				t.Errorf("deciding filter %+v, want denied by %q (filters %+v)", denied, tc.wantPolicy, in.Filters)
+			}
+			if tc.wantDenied == 0 && (denied != nil || allow == nil || !strings.HasPrefix(allow.Policy, "ns.default.allow-frontend.rule.")) {
+				t.Errorf("allow filter %+v, denied %+v, want allowed by an allow-frontend rule", allow, denied)
+			}
+		})
 	}
 }

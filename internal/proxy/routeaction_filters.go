@@ -26,6 +26,21 @@ const (
 	filterRBAC // envoy.filters.http.rbac (authz.go)
 )
 
+// String names the filter kind as explain shows it.
+func (k filterKind) String() string {
+	switch k {
+	case filterFault:
+		return "fault"
+	case filterLocalRateLimit:
+		return "local_ratelimit"
+	case filterJWT:
+		return "jwt_authn"
+	case filterRBAC:
+		return "rbac"
+	}
+	return "unknown"
+}
+
 // httpFilter is one filter of the HCM and its listener-wide config (nil:
 // it acts only where a virtual host or route configures it).
 type httpFilter struct {

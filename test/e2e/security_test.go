@@ -225,6 +225,15 @@ func testDenyAdminPaths(t *testing.T, sm *securityMesh) {
 	}
 	sm.apply(t, "deny-admin.yaml")
 	checkPathTricks(t, sm, sm.sleep, nil)
+	// trellis explain reads httpbin's sidecar config and names the policy.
+	out, errOut, err := sm.cli("explain", "--from", "sleep", "GET", "http://httpbin:8000/x/../admin")
+	if err != nil || !strings.Contains(out, "DENIED (403) by policy ns.default.deny-admin.rule.0") || !strings.Contains(out, "the app receives /admin") {
+		t.Errorf("trellis explain of /x/../admin: %v\n%s%s\nwant the deny-admin policy named and the normalized path", err, out, errOut)
+	}
+	out, errOut, err = sm.cli("explain", "--from", "sleep", "-o", "json", "GET", "http://httpbin:8000/anything")
+	if err != nil || !strings.Contains(out, `"allowed": true`) || strings.Contains(out, `"denied"`) {
+		t.Errorf("trellis explain -o json of /anything: %v\n%s%s\nwant allowed", err, out, errOut)
+	}
 }
 
 // testDenyAdminPathsAtInbound: a caller that skips its own sidecar (a
