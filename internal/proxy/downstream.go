@@ -74,12 +74,14 @@ func (p *Proxy) acceptDownstream(ctx context.Context, lc *listenerConfig, c net.
 		return downstream{}, errNoChain
 	}
 	if isTLS {
-		tconn := tls.Server(d.replayed(), tc.get(p.id, d.chain.tls.alpn))
+		ec := &expiringConn{Conn: d.replayed()}
+		tconn := tls.Server(ec, tc.get(p.id, d.chain.tls.alpn))
 		if err := tconn.HandshakeContext(ctx); err != nil {
 			lc.stats.tlsFailures.Add(1)
 			return downstream{}, fmt.Errorf("tls handshake: %w", err)
 		}
 		cs := tconn.ConnectionState()
+		ec.closeAt(certExpiry(&cs, p.id)) // expiry.go
 		d.conn, d.pre, d.state = tconn, nil, &cs
 	}
 	_ = c.SetDeadline(time.Time{})

@@ -32,16 +32,19 @@ type poolOptions struct {
 
 // upConn is a pooled HTTP/1.1 upstream connection with its buffers.
 type upConn struct {
-	nc        net.Conn
-	rd        connReader
-	bw        *bufio.Writer
-	ep        string
-	pool      *h1Pool
-	born      time.Time
-	requests  uint32 // exchanges completed on it
-	idleSince time.Time
-	reused    bool      // taken from the pool rather than freshly dialed
-	dl        time.Time // last deadline set on nc
+	nc   net.Conn
+	rd   connReader
+	bw   *bufio.Writer
+	ep   string
+	pool *h1Pool
+	born time.Time
+	// certExpiry: the earliest certificate expiry of its TLS handshake
+	// (zero: plaintext); the connection is not reused from then on.
+	certExpiry time.Time
+	requests   uint32 // exchanges completed on it
+	idleSince  time.Time
+	reused     bool      // taken from the pool rather than freshly dialed
+	dl         time.Time // last deadline set on nc
 
 	// probeIdle's state: the TCP socket under TLS, and its callback.
 	raw        syscall.RawConn
@@ -56,6 +59,10 @@ func newUpConn(nc net.Conn, ep string, pool *h1Pool, bufs *bufferPools) *upConn 
 	inner := nc
 	if tc, ok := inner.(*tls.Conn); ok {
 		inner = tc.NetConn()
+	}
+	if ec, ok := inner.(*expiringConn); ok {
+		uc.certExpiry = ec.expiry()
+		inner = ec.Conn
 	}
 	if cc, ok := inner.(*countedConn); ok {
 		inner = cc.Conn
@@ -130,6 +137,9 @@ func (p *h1Pool) idleTimeout() time.Duration {
 func (p *h1Pool) expired(uc *upConn, now time.Time) bool {
 	if t := p.idleTimeout(); t > 0 && now.Sub(uc.idleSince) >= t {
 		return true
+	}
+	if !uc.certExpiry.IsZero() && !now.Before(uc.certExpiry) {
+		return true // its handshake's certificates expired (expiry.go)
 	}
 	return p.opts.maxConnDuration > 0 && now.Sub(uc.born) >= p.opts.maxConnDuration
 }

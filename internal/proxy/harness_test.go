@@ -94,6 +94,7 @@ type mesh struct {
 	ca              *proxytest.CA
 	client, server  *Proxy
 	clientIdentity  *proxytest.Identity
+	serverIdentity  *proxytest.Identity
 	outAddr, inAddr string
 	appAddr         string
 	http2           bool
@@ -107,7 +108,8 @@ func newMesh(t *testing.T, app http.Handler, http2 bool) *mesh {
 	m.appAddr = serveApp(t, app)
 	m.clientIdentity = m.ca.Identity(t, clientID)
 	m.client = newProxy(t, m.clientIdentity)
-	m.server = newProxy(t, m.ca.Identity(t, serverID))
+	m.serverIdentity = m.ca.Identity(t, serverID)
+	m.server = newProxy(t, m.serverIdentity)
 	m.inAddr = proxytest.FreeAddr(t)
 	m.outAddr = proxytest.FreeAddr(t)
 	if err := m.server.Update(m.serverSet(t)); err != nil {

@@ -44,7 +44,8 @@ func dialUpstream(ctx context.Context, c *cluster, id tlsutil.Identity, addr str
 			// VerifyConnection still runs on resumption.
 			cfg.ClientSessionCache = c.up.sessions
 		}
-		tc := tls.Client(conn, cfg)
+		ec := &expiringConn{Conn: conn}
+		tc := tls.Client(ec, cfg)
 		if err := tc.HandshakeContext(ctx); err != nil {
 			if cfg.ClientSessionCache != nil {
 				// A ticket the server (or our verification) refuses must
@@ -57,6 +58,8 @@ func dialUpstream(ctx context.Context, c *cluster, id tlsutil.Identity, addr str
 			c.stats.tlsFailures.Add(1)
 			return nil, &connectError{fmt.Errorf("cluster %s: tls handshake with %s: %w", c.name, addr, err)}
 		}
+		cs := tc.ConnectionState()
+		ec.closeAt(certExpiry(&cs, id)) // expiry.go
 		conn = tc
 	}
 	return conn, nil

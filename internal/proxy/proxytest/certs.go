@@ -65,6 +65,12 @@ func (ca *CA) Bundle() *x509bundle.Bundle {
 // domain for peers to accept it).
 func (ca *CA) SVID(t testing.TB, id string) *tls.Certificate {
 	t.Helper()
+	return ca.SVIDUntil(t, id, time.Now().Add(12*time.Hour))
+}
+
+// SVIDUntil issues a leaf for id that expires at notAfter.
+func (ca *CA) SVIDUntil(t testing.TB, id string, notAfter time.Time) *tls.Certificate {
+	t.Helper()
 	sid, err := spiffeid.FromString(id)
 	if err != nil {
 		t.Fatalf("spiffe id: %v", err)
@@ -73,7 +79,7 @@ func (ca *CA) SVID(t testing.TB, id string) *tls.Certificate {
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(t),
 		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(12 * time.Hour),
+		NotAfter:     notAfter,
 		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment | x509.KeyUsageKeyAgreement,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 		URIs:         []*url.URL{sid.URL()},
