@@ -95,7 +95,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -174,10 +173,7 @@ func New(opts Options) (*Proxy, error) {
 		legacyHTTP1: opts.LegacyHTTP1 || os.Getenv("TRELLIS_PROXY_LEGACY_HTTP1") == "1",
 	}
 	p.fwd = newReverseProxyForwarder(p)
-	// JWKS are fetched every few minutes: no idle connections to keep.
-	jwks := http.DefaultTransport.(*http.Transport).Clone()
-	jwks.DisableKeepAlives = true
-	p.jwtKeys = jwtauthn.NewKeyCache(ctx, &http.Client{Transport: jwks}, log)
+	p.jwtKeys = jwtauthn.NewKeyCache(ctx, jwksClient(), log) // jwksdial.go
 	return p, nil
 }
 
