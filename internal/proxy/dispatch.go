@@ -90,7 +90,7 @@ func (s *h1Server) handle(c net.Conn) {
 		return
 	}
 	stats := lc.stats
-	stats.active.Add(1)
+	open := stats.active.Add(1)
 	handedOff := false
 	defer func() {
 		if !handedOff {
@@ -98,6 +98,10 @@ func (s *h1Server) handle(c net.Conn) {
 			stats.active.Add(-1) // handed-off connections are counted by the slow server
 		}
 	}()
+	if open > s.p.maxConns {
+		stats.downstreamOverflow.Add(1)
+		return
+	}
 	d, err := s.p.acceptDownstream(s.ctx, lc, c, &s.tlsc, readHeaderTimeout)
 	if err != nil {
 		s.p.log.Debug("downstream connection refused", "listener", s.name, "error", err)

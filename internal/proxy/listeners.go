@@ -27,6 +27,12 @@ const (
 	drainTimeout         = 30 * time.Second // for listeners removed by an update
 )
 
+// DefaultMaxDownstreamConns bounds the open connections of one listener;
+// one more is closed at accept (downstream_cx_overflow). Callers reach a
+// sidecar through pooled keep-alive connections, so this is far above need
+// and below the file descriptor limit of a service.
+const DefaultMaxDownstreamConns = 10000
+
 // boundListener is a listening socket and the server running on it.
 type boundListener struct {
 	key     string

@@ -90,6 +90,7 @@
 package proxy
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -122,6 +123,9 @@ type Options struct {
 	// instead of the fast path (for comparison). The environment variable
 	// TRELLIS_PROXY_LEGACY_HTTP1=1 sets it too.
 	LegacyHTTP1 bool
+	// MaxDownstreamConns bounds the open connections of each listener
+	// (0: DefaultMaxDownstreamConns).
+	MaxDownstreamConns int64
 }
 
 // Proxy is the sidecar data plane. Create it with New, feed it with Update,
@@ -141,6 +145,7 @@ type Proxy struct {
 	jwtKeys *jwtauthn.KeyCache
 
 	legacyHTTP1 bool
+	maxConns    int64 // per listener
 
 	ctx    context.Context // owns every goroutine of the proxy
 	cancel context.CancelFunc
@@ -171,6 +176,7 @@ func New(opts Options) (*Proxy, error) {
 		bound:  map[string]*boundListener{},
 
 		legacyHTTP1: opts.LegacyHTTP1 || os.Getenv("TRELLIS_PROXY_LEGACY_HTTP1") == "1",
+		maxConns:    cmp.Or(opts.MaxDownstreamConns, DefaultMaxDownstreamConns),
 	}
 	p.fwd = newReverseProxyForwarder(p)
 	p.jwtKeys = jwtauthn.NewKeyCache(ctx, jwksClient(), log) // jwksdial.go

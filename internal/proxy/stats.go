@@ -42,6 +42,9 @@ type endpointStats struct {
 	rbacAudit         atomic.Uint64
 	rbacShadowAllowed atomic.Uint64
 	rbacShadowDenied  atomic.Uint64
+	// downstreamOverflow counts connections closed at accept because the
+	// listener had maxDownstreamConns open (Envoy's downstream_cx_overflow).
+	downstreamOverflow atomic.Uint64
 
 	// Clusters only: circuit breaking, retries, outlier detection.
 	upstreamOverflow    atomic.Uint64 // refused by a circuit breaker (Envoy's UO flag)
@@ -130,6 +133,7 @@ func (r *statsRegistry) write(w io.Writer) {
 					fmt.Sprintf("%srbac_audit %d", p, s.rbacAudit.Load()),
 					fmt.Sprintf("%srbac_shadow_allowed %d", p, s.rbacShadowAllowed.Load()),
 					fmt.Sprintf("%srbac_shadow_denied %d", p, s.rbacShadowDenied.Load()),
+					fmt.Sprintf("%sdownstream_cx_overflow %d", p, s.downstreamOverflow.Load()),
 				)
 			}
 			if prefix == "cluster" {

@@ -83,8 +83,12 @@ func (s *tcpServer) handle(down net.Conn) {
 	if lc == nil || lc.kind != kindTCP {
 		return // removed while draining
 	}
-	lc.stats.active.Add(1)
+	open := lc.stats.active.Add(1)
 	defer lc.stats.active.Add(-1)
+	if open > s.p.maxConns {
+		lc.stats.downstreamOverflow.Add(1)
+		return
+	}
 	lc.stats.requests.Add(1)
 	ctx, cancel := context.WithCancel(s.p.ctx)
 	defer cancel()
