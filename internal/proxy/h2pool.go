@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -14,8 +15,9 @@ import (
 // pool keeps its connections itself (net/http's Transport.NewClientConn) and
 // retires them as Envoy does: a connection that reached either limit takes
 // no new request, and closes once its requests in flight are done.
-// Connections are never closed with mu held: a ClientConn may call its
-// state hook (which takes mu) from Close.
+// Connections are never closed with mu held, and the state hook takes no
+// lock: a ClientConn calls its hook synchronously from Reserve, RoundTrip,
+// Body.Close and Close.
 // Clusters without these limits use the plain http.Transport (upstream.go).
 type h2LimitPool struct {
 	t           *http.Transport // dials, TLS and h2 settings of the cluster
@@ -36,8 +38,8 @@ type h2PoolConn struct {
 	cc       *http.ClientConn
 	born     time.Time
 	lastUsed time.Time
-	used     uint32 // requests sent or reserved
-	draining bool   // takes no new request; closed when none is in flight
+	used     uint32      // requests sent or reserved (under the pool's mu)
+	draining atomic.Bool // takes no new request; closed when none is in flight
 }
 
 type h2Dial struct {
@@ -104,7 +106,7 @@ func (p *h2LimitPool) get(ctx context.Context, addr string) (*h2PoolConn, error)
 			} else {
 				pc := &h2PoolConn{cc: cc, born: p.now()}
 				pc.lastUsed = pc.born
-				cc.SetStateHook(func(*http.ClientConn) { p.changed(addr, pc) })
+				cc.SetStateHook(pc.changed)
 				p.conns[addr] = append(p.conns[addr], pc)
 			}
 		}
@@ -142,7 +144,7 @@ func (p *h2LimitPool) reserveLocked(addr string) (got *h2PoolConn, closing []*ht
 			pc.used++
 			pc.lastUsed = now
 			if p.maxRequests > 0 && pc.used >= p.maxRequests {
-				pc.draining = true // this request is its last: the hook closes it
+				pc.draining.Store(true) // this request is its last: the hook closes it
 				continue
 			}
 		}
@@ -156,7 +158,7 @@ func (p *h2LimitPool) reserveLocked(addr string) (got *h2PoolConn, closing []*ht
 // drainLocked stops giving pc new requests and adds it to closing when none
 // is in flight; otherwise its state hook closes it after the last one.
 func (p *h2LimitPool) drainLocked(pc *h2PoolConn, closing []*http.ClientConn) []*http.ClientConn {
-	pc.draining = true
+	pc.draining.Store(true)
 	if pc.cc.InFlight() == 0 {
 		closing = append(closing, pc.cc)
 	}
@@ -170,25 +172,12 @@ func closeConns(ccs []*http.ClientConn) {
 }
 
 // changed is pc's state hook: a draining connection closes once its last
-// request is done; a dead one leaves the pool.
-func (p *h2LimitPool) changed(addr string, pc *h2PoolConn) {
-	p.mu.Lock()
-	if pc.draining || p.retired {
-		p.mu.Unlock()
-		if pc.cc.InFlight() == 0 {
-			_ = pc.cc.Close()
-		}
-		return
-	}
-	defer p.mu.Unlock()
-	if pc.cc.Err() != nil {
-		list := p.conns[addr]
-		for i, c := range list {
-			if c == pc {
-				p.conns[addr] = append(list[:i], list[i+1:]...)
-				break
-			}
-		}
+// request is done. Dead connections leave the pool at the next reserve.
+// It runs inside net/http's calls (Reserve, RoundTrip, Body.Close), so it
+// takes no lock and closes from another goroutine.
+func (pc *h2PoolConn) changed(cc *http.ClientConn) {
+	if pc.draining.Load() && cc.InFlight() == 0 && cc.Err() == nil {
+		go cc.Close()
 	}
 }
 
