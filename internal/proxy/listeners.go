@@ -89,6 +89,9 @@ func (p *Proxy) commitListeners(started, closing []*boundListener) {
 		if p.bound[b.name] == b {
 			delete(p.bound, b.name)
 		}
+		// Free the address now, not in the drain goroutine: the next update
+		// may bind it again at once (only connections drain).
+		_ = b.ln.Close()
 		p.draining.Add(1)
 		go func() {
 			defer p.draining.Done()
