@@ -275,10 +275,10 @@ func testRapidReset(t *testing.T, am *attackMesh) {
 			if peakG-baseG > maxRapidResetGoroutines {
 				t.Errorf("the sidecar ran %d more goroutines, want at most %d", peakG-baseG, maxRapidResetGoroutines)
 			}
-			if cpu > maxRapidResetCPU {
+			if resourceBounds(t) && cpu > maxRapidResetCPU {
 				t.Errorf("the sidecar used %v of CPU for %d reset streams, want at most %v", cpu, sent, maxRapidResetCPU)
 			}
-			if after.rss-before.rss > maxRapidResetRSS {
+			if resourceBounds(t) && after.rss-before.rss > maxRapidResetRSS {
 				t.Errorf("sidecar RSS grew by %d MiB", (after.rss-before.rss)>>20)
 			}
 		})
@@ -364,7 +364,7 @@ func testContinuationFlood(t *testing.T, am *attackMesh) {
 			if sent*len(frag) > 256<<10 {
 				t.Errorf("the proxy read %d KiB of header block before closing, want about its 64 KiB header limit", sent*len(frag)>>10)
 			}
-			if after.rss-before.rss > 10<<20 {
+			if resourceBounds(t) && after.rss-before.rss > 10<<20 {
 				t.Errorf("sidecar RSS grew by %d MiB", (after.rss-before.rss)>>20)
 			}
 			if am.sink.seen("/h2/continuation") != 0 {
@@ -400,10 +400,10 @@ func testContinuationFlood(t *testing.T, am *attackMesh) {
 			after := readProcUsage(t, pid)
 			t.Logf("%s: %d empty CONTINUATION frames in %v; connection: %s; sidecar CPU %v, RSS %+d KiB",
 				port.name, sent, time.Since(begin).Round(time.Millisecond), h.ending(), after.cpu-before.cpu, (after.rss-before.rss)>>10)
-			if after.rss-before.rss > 10<<20 {
+			if resourceBounds(t) && after.rss-before.rss > 10<<20 {
 				t.Errorf("sidecar RSS grew by %d MiB", (after.rss-before.rss)>>20)
 			}
-			if cpu := after.cpu - before.cpu; cpu > 2*time.Second {
+			if cpu := after.cpu - before.cpu; resourceBounds(t) && cpu > 2*time.Second {
 				t.Errorf("the sidecar used %v of CPU for %d empty frames", cpu, sent)
 			}
 		})
