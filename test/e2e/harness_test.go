@@ -317,3 +317,28 @@ func writeFile(t testing.TB, name, content string) string {
 	}
 	return p
 }
+
+// waitSynced waits until the control plane has seen a change and every
+// sidecar ACKed it.
+func (m *mesh) waitSynced(t *testing.T) {
+	t.Helper()
+	time.Sleep(300 * time.Millisecond) // past the control plane's debounce
+	up := m.up
+	m.up = nil // waitReady also checks `trellis up`'s announcement, long done
+	defer func() { m.up = up }()
+	m.waitReady(15 * time.Second)
+}
+
+// applyExample applies examples/<path> unchanged (a warning that something
+// is not implemented fails the test) and waits for every sidecar to have it.
+func (m *mesh) applyExample(t *testing.T, path string) {
+	t.Helper()
+	out, errOut, err := m.cli("apply", "-f", "examples/"+path)
+	if err != nil {
+		t.Fatalf("trellis apply %s: %v\n%s%s", path, err, out, errOut)
+	}
+	if strings.Contains(errOut, "not implemented") {
+		t.Errorf("apply %s warns: %s", path, errOut)
+	}
+	m.waitSynced(t)
+}

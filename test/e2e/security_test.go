@@ -93,26 +93,8 @@ func (sm *securityMesh) reset(t *testing.T) {
 	sm.waitSynced(t)
 }
 
-func (sm *securityMesh) waitSynced(t *testing.T) {
-	t.Helper()
-	time.Sleep(300 * time.Millisecond) // past the control plane's debounce
-	up := sm.up
-	sm.up = nil
-	defer func() { sm.up = up }()
-	sm.waitReady(15 * time.Second)
-}
-
-func (sm *securityMesh) apply(t *testing.T, example string) {
-	t.Helper()
-	out, errOut, err := sm.cli("apply", "-f", "examples/security/"+example)
-	if err != nil {
-		t.Fatalf("trellis apply %s: %v\n%s%s", example, err, out, errOut)
-	}
-	if strings.Contains(errOut, "not implemented") {
-		t.Errorf("apply %s warns: %s", example, errOut)
-	}
-	sm.waitSynced(t)
-}
+// apply applies examples/security/<example> unchanged and waits for every sidecar to have it.
+func (sm *securityMesh) apply(t *testing.T, example string) { sm.applyExample(t, "security/"+example) }
 
 // rawResponse is what a raw request got back.
 type rawResponse struct {

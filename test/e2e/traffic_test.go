@@ -80,34 +80,13 @@ func (tm *trafficMesh) reset(t *testing.T) {
 	tm.waitSynced(t)
 }
 
-// apply applies an example file unchanged and waits for every sidecar to have it.
-func (tm *trafficMesh) apply(t *testing.T, example string) {
-	t.Helper()
-	out, errOut, err := tm.cli("apply", "-f", "examples/traffic/"+example)
-	if err != nil {
-		t.Fatalf("trellis apply %s: %v\n%s%s", example, err, out, errOut)
-	}
-	if strings.Contains(errOut, "not implemented") {
-		t.Errorf("apply %s warns: %s", example, errOut)
-	}
-	tm.waitSynced(t)
-}
+// apply applies examples/traffic/<example> unchanged and waits for every sidecar to have it.
+func (tm *trafficMesh) apply(t *testing.T, example string) { tm.applyExample(t, "traffic/"+example) }
 
 func (tm *trafficMesh) applyDoc(t *testing.T, name, doc string) {
 	t.Helper()
 	applyYAML(t, tm.mesh, name, doc)
 	tm.waitSynced(t)
-}
-
-// waitSynced waits until the control plane has seen the change and every
-// sidecar ACKed it.
-func (tm *trafficMesh) waitSynced(t *testing.T) {
-	t.Helper()
-	time.Sleep(300 * time.Millisecond) // past the control plane's debounce
-	up := tm.up
-	tm.up = nil // waitReady also checks `trellis up`'s announcement, long done
-	defer func() { tm.up = up }()
-	tm.waitReady(15 * time.Second)
 }
 
 // clientStats returns the client sidecar's stats lines for httpbin that contain any of words.
