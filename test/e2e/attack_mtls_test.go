@@ -68,7 +68,14 @@ func testMTLSLeaves(t *testing.T, am *attackMesh) {
 					r := exchange(c, []byte("GET /mtls/bad HTTP/1.1\r\nHost: sink\r\n\r\n"), 2*time.Second, 0)
 					t.Fatalf("handshake accepted; request answered %v", r)
 				}
-				if n := sidecarStat(t, admin, stat); n <= failures {
+				// The sidecar counts the failure after it sent its alert:
+				// give the count a moment to arrive.
+				n := sidecarStat(t, admin, stat)
+				for deadline := time.Now().Add(2 * time.Second); n <= failures && time.Now().Before(deadline); {
+					time.Sleep(20 * time.Millisecond)
+					n = sidecarStat(t, admin, stat)
+				}
+				if n <= failures {
 					t.Errorf("%s did not grow (%d): the refusal was not the sidecar's verification: %v", stat, n, err)
 				}
 				if n := am.sink.started.Load() - started; n != 0 {
