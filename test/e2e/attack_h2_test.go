@@ -361,7 +361,10 @@ func testContinuationFlood(t *testing.T, am *attackMesh) {
 			if !closed {
 				t.Errorf("the connection is still open after %d KiB of header fragments", sent*len(frag)>>10)
 			}
-			if sent*len(frag) > 256<<10 {
+			// How much was written before the close measures how fast the
+			// proxy reads (the rest sits in socket buffers): a bound for a
+			// normal build only.
+			if sent*len(frag) > 256<<10 && resourceBounds(t) {
 				t.Errorf("the proxy read %d KiB of header block before closing, want about its 64 KiB header limit", sent*len(frag)>>10)
 			}
 			if resourceBounds(t) && after.rss-before.rss > 10<<20 {
