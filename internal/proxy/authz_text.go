@@ -73,33 +73,12 @@ func leftmostXFF[T text](v T) (netip.Addr, bool) {
 func queryValues[T text](target T, name string, dst []string, first bool) []string {
 	q := splitQuery(target)
 	for len(q) > 0 {
-		end := len(q)
-		for i := 0; i < len(q); i++ {
-			if q[i] == '&' {
-				end = i
-				break
-			}
-		}
-		param := q[:end]
-		if end < len(q) {
-			q = q[end+1:]
-		} else {
-			q = q[:0]
-		}
-		eq := len(param)
-		for i := 0; i < len(param); i++ {
-			if param[i] == '=' {
-				eq = i
-				break
-			}
-		}
-		if string(param[:eq]) != name {
+		var key, value T
+		key, value, q = cutQueryParam(q) // route.go
+		if string(key) != name {
 			continue
 		}
-		v := ""
-		if eq < len(param) {
-			v = string(param[eq+1:])
-		}
+		v := string(value)
 		if d, err := url.QueryUnescape(v); err == nil {
 			v = d
 		}

@@ -261,35 +261,42 @@ func matchQuery[T text](q *queryMatcher, query T) bool {
 // parameter without "=" has the value "".
 func queryParam[T text](query T, name string) (T, bool) {
 	for len(query) > 0 {
-		end := len(query)
-		for i := 0; i < len(query); i++ {
-			if query[i] == '&' {
-				end = i
-				break
-			}
+		var key, value T
+		key, value, query = cutQueryParam(query)
+		if string(key) == name {
+			return value, true
 		}
-		param := query[:end]
-		if end < len(query) {
-			query = query[end+1:]
-		} else {
-			query = query[:0]
-		}
-		eq := len(param)
-		for i := 0; i < len(param); i++ {
-			if param[i] == '=' {
-				eq = i
-				break
-			}
-		}
-		if string(param[:eq]) != name {
-			continue
-		}
-		if eq == len(param) {
-			return param[:0], true
-		}
-		return param[eq+1:], true
 	}
 	return query, false
+}
+
+// cutQueryParam splits the first parameter off query: its name, its value
+// (empty without "="), and the parameters after it.
+func cutQueryParam[T text](query T) (name, value, rest T) {
+	end := len(query)
+	for i := 0; i < len(query); i++ {
+		if query[i] == '&' {
+			end = i
+			break
+		}
+	}
+	param := query[:end]
+	if end < len(query) {
+		rest = query[end+1:]
+	} else {
+		rest = query[:0]
+	}
+	eq := len(param)
+	for i := 0; i < len(param); i++ {
+		if param[i] == '=' {
+			eq = i
+			break
+		}
+	}
+	if eq == len(param) {
+		return param, param[eq:], rest
+	}
+	return param[:eq], param[eq+1:], rest
 }
 
 func regexMatch[T text](re *regexp.Regexp, v T) bool {
