@@ -123,6 +123,11 @@ type Options struct {
 	// instead of the fast path (for comparison). The environment variable
 	// TRELLIS_PROXY_LEGACY_HTTP1=1 sets it too.
 	LegacyHTTP1 bool
+	// NetHTTP2 serves and sends HTTP/2 with net/http's server and transport
+	// instead of the sidecar's own (h2srv, h2cli; docs/adr/003). The
+	// environment variable TRELLIS_PROXY_H2=nethttp sets it too. Legacy
+	// mode implies it for the server side.
+	NetHTTP2 bool
 	// MaxDownstreamConns bounds the open connections of each listener
 	// (0: DefaultMaxDownstreamConns).
 	MaxDownstreamConns int64
@@ -145,6 +150,7 @@ type Proxy struct {
 	jwtKeys *jwtauthn.KeyCache
 
 	legacyHTTP1 bool
+	netHTTP2    bool  // Options.NetHTTP2
 	maxConns    int64 // per listener
 
 	ctx    context.Context // owns every goroutine of the proxy
@@ -176,6 +182,7 @@ func New(opts Options) (*Proxy, error) {
 		bound:  map[string]*boundListener{},
 
 		legacyHTTP1: opts.LegacyHTTP1 || os.Getenv("TRELLIS_PROXY_LEGACY_HTTP1") == "1",
+		netHTTP2:    opts.NetHTTP2 || os.Getenv("TRELLIS_PROXY_H2") == "nethttp",
 		maxConns:    cmp.Or(opts.MaxDownstreamConns, DefaultMaxDownstreamConns),
 	}
 	p.fwd = newReverseProxyForwarder(p)
