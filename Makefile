@@ -3,14 +3,21 @@ GO      ?= go
 BIN     ?= bin/trellis
 PKGS    := ./...
 
-.PHONY: build test unit e2e bench lint fmt fuzz clean
+.PHONY: build test unit e2e bench lint fmt fuzz clean tools
 
 build:
 	$(GO) build -o $(BIN) ./cmd/trellis
 
 # Everything CI runs: formatting and vet, unit tests with the race detector,
 # the end-to-end suite (real processes on loopback), and each fuzz target briefly.
-test: lint unit e2e fuzz
+test: lint tools unit e2e fuzz
+
+# Test tools that are Go programs, installed into $(go env GOPATH)/bin where
+# the tests look for them: h2spec checks the sidecar's HTTP/2 server
+# against RFC 9113 and RFC 7541 (internal/proxy/h2srv TestH2Spec).
+H2SPEC_VERSION ?= v2.2.1+incompatible
+tools:
+	$(GO) install github.com/summerwind/h2spec/cmd/h2spec@$(H2SPEC_VERSION)
 
 unit:
 	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /test/e2e)

@@ -21,6 +21,7 @@ var exampleFiles = []string{
 	"bookinfo/reviews-jason.yaml",
 	"protocols/mesh.yaml",
 	"security/allow-sleep.yaml",
+	"security/buffer-limit.yaml",
 	"security/deny-admin.yaml",
 	"security/deny-header.yaml",
 	"security/jwt.yaml",

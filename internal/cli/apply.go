@@ -71,7 +71,7 @@ func newApplyCmd(g *globals) *cobra.Command {
 A reference the control plane cannot resolve yet (a route to a subset no DestinationRule
 defines) is accepted with a warning, as in Istio.
 
-Kinds: VirtualService, DestinationRule, EnvoyFilter (the local rate limit form)
+Kinds: VirtualService, DestinationRule, EnvoyFilter (the local rate limit and buffer forms)
 (networking.istio.io); TrafficSplit (split.smi-spec.io); ServiceProfile
 (linkerd.io); HTTPRoute attached to a Service (gateway.networking.k8s.io);
 RateLimit (trellis.dev/v1).`,

@@ -227,6 +227,8 @@ func filterLine(f *proxy.FilterDetail) string {
 		if !f.Limit.Enforced {
 			s += " (not enforced)"
 		}
+	case f.MaxRequestBytes > 0:
+		s += fmt.Sprintf("the whole request body is read first, at most %d bytes (413 beyond)", f.MaxRequestBytes)
 	}
 	if f.Applies {
 		return s + "; applies"

@@ -5,7 +5,7 @@
 //	Input (workloads, VirtualServices, DestinationRules, front ends, rate limits, security policies)
 //	   │ NewIndex: services → workloads, host → VirtualService (Istio's, else
 //	   │ converted from a TrafficSplit, ServiceProfile or HTTPRoute),
-//	   │ host → DestinationRules, service → RateLimits, EnvoyFilter limits,
+//	   │ host → DestinationRules, service → RateLimits, EnvoyFilter limits and buffers,
 //	   │ namespace → PeerAuthentications, AuthorizationPolicies, RequestAuthentications
 //	   ▼
 //	Proxy(in, "reviews-v1")
@@ -101,6 +101,7 @@ type Index struct {
 	drByHost    map[model.ServiceRef][]*model.DestinationRule // by namespace/name, then converted ones
 	rateLimits  map[model.ServiceRef][]*model.RateLimit       // valid ones, by namespace/name
 	filterRLs   []envoyFilterLimits                           // EnvoyFilters' rate limits, in precedence order
+	filterBufs  []envoyFilterBuffers                          // EnvoyFilters' request buffering, in precedence order (buffer.go)
 	sec         securityIndex                                 // security policies (security.go)
 }
 
@@ -157,9 +158,10 @@ func NewIndex(in *Input) *Index {
 		ref := model.ResolveHost(d.Spec.Host, d.NamespaceOrDefault())
 		ix.drByHost[ref] = append(ix.drByHost[ref], d)
 	}
-	ix.addFrontEnds(in)  // frontends.go
-	ix.addRateLimits(in) // ratelimit.go
-	ix.addSecurity(in)   // security.go
+	ix.addFrontEnds(in)      // frontends.go
+	ix.addRateLimits(in)     // ratelimit.go
+	ix.addRequestBuffers(in) // buffer.go
+	ix.addSecurity(in)       // security.go
 	return ix
 }
 

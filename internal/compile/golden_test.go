@@ -43,6 +43,8 @@ var goldenCases = []struct {
 	// Front ends and local rate limits (frontends.go, ratelimit.go).
 	{"rl-ratelimit", []string{"bookinfo.yaml", "rl-ratelimit.yaml"}, "ratings-v1"},
 	{"rl-envoyfilter", []string{"bookinfo.yaml", "rl-envoyfilter.yaml"}, "reviews-v2"},
+	{"buf-envoyfilter", []string{"bookinfo.yaml", "rl-envoyfilter.yaml", "buf-envoyfilter.yaml"}, "reviews-v2"},
+	{"buf-disabled", []string{"bookinfo.yaml", "buf-envoyfilter.yaml"}, "reviews-v3"},
 	{"ts-split", []string{"bookinfo.yaml", "ts-split.yaml"}, "productpage-v1"},
 	{"sp-profile", []string{"bookinfo.yaml", "sp-profile.yaml"}, "productpage-v1"},
 	{"gw-httproute", []string{"bookinfo.yaml", "gw-httproute.yaml"}, "productpage-v1"},

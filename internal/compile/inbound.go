@@ -19,8 +19,8 @@ import (
 // (security.go): STRICT one mTLS chain; PERMISSIVE the tls_inspector and
 // an mTLS chain plus a plaintext one; DISABLE one plaintext chain. An HTTP
 // port runs jwt_authn and the rbac filters (security_*.go), then a local
-// rate limit (ratelimit.go), then the router; a TCP port the rbac filters
-// before tcp_proxy.
+// rate limit (ratelimit.go), then request buffering (buffer.go), then the
+// router; a TCP port the rbac filters before tcp_proxy.
 func (c *compiler) inbound(p model.WorkloadPort) error {
 	name := inboundName(p.Port)
 	addr, err := socketAddress(p.Inbound)
@@ -119,6 +119,11 @@ func (c *compiler) inboundFilters(name string, p model.WorkloadPort, mtls bool) 
 	if rl := c.ix.rateLimit(c.self, p.Port); rl != nil {
 		if tail, err = rateLimitedRoutes(vh, name, rl); err != nil {
 			return nil, fmt.Errorf("rate limit: %w", err)
+		}
+	}
+	if fb, rb := c.ix.requestBuffer(c.self, p.Port); fb != nil {
+		if tail, err = bufferedRoutes(vh, tail, fb, rb); err != nil {
+			return nil, fmt.Errorf("buffer: %w", err)
 		}
 	}
 	hcm := normalizePaths(&hcmv3.HttpConnectionManager{

@@ -52,13 +52,7 @@ func (ix *Index) addRateLimits(in *Input) {
 			ix.filterRLs = append(ix.filterRLs, envoyFilterLimits{filter: e, limits: limits})
 		}
 	}
-	sort.Slice(ix.filterRLs, func(i, j int) bool {
-		a, b := ix.filterRLs[i].filter, ix.filterRLs[j].filter
-		if ra, rb := a.NamespaceOrDefault() == model.IstioRootNamespace, b.NamespaceOrDefault() == model.IstioRootNamespace; ra != rb {
-			return rb
-		}
-		return a.Key().String() < b.Key().String()
-	})
+	sort.Slice(ix.filterRLs, func(i, j int) bool { return efPrecedes(ix.filterRLs[i].filter, ix.filterRLs[j].filter) })
 }
 
 // rateLimit is the limit in force on one inbound port of w, or nil. A

@@ -14,26 +14,37 @@ import (
 // no port) when the config has a bucket that is enabled and enforced for
 // every request.
 func (v *validator) efTypedConfig(p string, raw any, perRoute bool) (RateLimitSpec, bool) {
+	body, bp, ok := v.efTypedBody(p, raw, localRateLimitType)
+	if !ok {
+		return RateLimitSpec{}, false
+	}
+	return v.localRateLimit(bp, body, perRoute)
+}
+
+// efTypedBody unwraps an Envoy config of type typeURL given as a
+// TypedStruct (udpa or xds) or in its own JSON form ("@type" and its
+// fields): it returns the config's fields and their path.
+func (v *validator) efTypedBody(p string, raw any, typeURL string) (map[string]any, string, bool) {
 	tc, ok := raw.(map[string]any)
 	if !ok {
 		v.errf(p, "want an object, got %s", jsonKind(raw))
-		return RateLimitSpec{}, false
+		return nil, "", false
 	}
 	typ, _ := tc["@type"].(string)
 	body := map[string]any{}
 	bp := p
 	switch {
 	case slices.Contains(typedStructTypes, typ):
-		if u, _ := lookup(tc, "type_url"); u != localRateLimitType {
-			v.errf(p+".type_url", "%v: want %s", u, localRateLimitType)
-			return RateLimitSpec{}, false
+		if u, _ := lookup(tc, "type_url"); u != typeURL {
+			v.errf(p+".type_url", "%v: want %s", u, typeURL)
+			return nil, "", false
 		}
 		val, key := lookup(tc, "value")
 		if val != nil {
 			m, ok := val.(map[string]any)
 			if !ok {
 				v.errf(keyPath(p, key), "want an object, got %s", jsonKind(val))
-				return RateLimitSpec{}, false
+				return nil, "", false
 			}
 			body, bp = m, keyPath(p, key)
 		}
@@ -42,17 +53,17 @@ func (v *validator) efTypedConfig(p string, raw any, perRoute bool) (RateLimitSp
 				v.errf(keyPath(p, k), "unknown field of a TypedStruct")
 			}
 		}
-	case typ == localRateLimitType:
+	case typ == typeURL:
 		for k, x := range tc {
 			if k != "@type" {
 				body[k] = x
 			}
 		}
 	default:
-		v.errf(keyPath(p, "@type"), "%q: want %s, or a TypedStruct (%s) of it", typ, localRateLimitType, typedStructTypes[0])
-		return RateLimitSpec{}, false
+		v.errf(keyPath(p, "@type"), "%q: want %s, or a TypedStruct (%s) of it", typ, typeURL, typedStructTypes[0])
+		return nil, "", false
 	}
-	return v.localRateLimit(bp, body, perRoute)
+	return body, bp, true
 }
 
 // localRateLimit checks an envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit.

@@ -1,14 +1,17 @@
 package model
 
 // EnvoyFilter (networking.istio.io v1alpha3) patches the Envoy configuration
-// Istio generates. Trellis accepts exactly one form of it, the local rate
-// limit of Istio's documentation: an HTTP_FILTER patch inserting
-// envoy.filters.http.local_ratelimit into the SIDECAR_INBOUND connection
-// manager, its token bucket either in that filter's config (every inbound
-// HTTP port) or in HTTP_ROUTE / VIRTUAL_HOST MERGE patches of
-// typed_per_filter_config (the ports their vhost names). It is converted
-// into rate limits on the workloads its selector picks (convert_envoyfilter.go);
-// any other EnvoyFilter is rejected.
+// Istio generates. Trellis accepts two forms of it, alone or together:
+// the local rate limit of Istio's documentation, an HTTP_FILTER patch
+// inserting envoy.filters.http.local_ratelimit into the SIDECAR_INBOUND
+// connection manager, its token bucket either in that filter's config
+// (every inbound HTTP port) or in HTTP_ROUTE / VIRTUAL_HOST MERGE patches of
+// typed_per_filter_config (the ports their vhost names); and request
+// buffering, an HTTP_FILTER patch inserting envoy.filters.http.buffer
+// (max_request_bytes), overridden or disabled per port by a BufferPerRoute
+// in the same kind of route patch. It is converted into rate limits and
+// request buffers on the workloads its selector picks
+// (convert_envoyfilter*.go); any other EnvoyFilter is rejected.
 type EnvoyFilter struct {
 	TypeMeta   `json:",inline"`
 	ObjectMeta `json:"metadata"`

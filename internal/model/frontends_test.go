@@ -231,11 +231,11 @@ func TestFrontEndErrors(t *testing.T) {
 			"x.yaml: EnvoyFilter default/ef: spec.configPatches[0].patch.value.typed_config.value.response_headers_to_add[5]: want an object, got string",
 		}},
 		{"other EnvoyFilter", efHead + "  configPatches:\n  - applyTo: CLUSTER\n    patch: {operation: ADD, value: {name: x}}\n", []string{
-			`x.yaml: EnvoyFilter default/ef: spec.configPatches[0].applyTo: "CLUSTER": only the local rate limit form of EnvoyFilter is supported (HTTP_FILTER inserting envoy.filters.http.local_ratelimit on SIDECAR_INBOUND, HTTP_ROUTE or VIRTUAL_HOST merging its typed_per_filter_config)`,
-			"x.yaml: EnvoyFilter default/ef: spec.configPatches: no HTTP_FILTER patch inserts envoy.filters.http.local_ratelimit: a typed_per_filter_config alone does nothing",
+			`x.yaml: EnvoyFilter default/ef: spec.configPatches[0].applyTo: "CLUSTER": only the local rate limit and buffer forms of EnvoyFilter are supported (HTTP_FILTER inserting envoy.filters.http.local_ratelimit or envoy.filters.http.buffer on SIDECAR_INBOUND, HTTP_ROUTE or VIRTUAL_HOST merging their typed_per_filter_config)`,
+			"x.yaml: EnvoyFilter default/ef: spec.configPatches: no HTTP_FILTER patch inserts envoy.filters.http.local_ratelimit or envoy.filters.http.buffer: a typed_per_filter_config alone does nothing",
 		}},
 		{"other HTTP filter", efHead + strings.Replace(efFilter, "envoy.filters.http.local_ratelimit", "envoy.filters.http.lua", 1), []string{
-			`x.yaml: EnvoyFilter default/ef: spec.configPatches[0].patch.value.name: "envoy.filters.http.lua": only envoy.filters.http.local_ratelimit is supported`,
+			`x.yaml: EnvoyFilter default/ef: spec.configPatches[0].patch.value.name: "envoy.filters.http.lua": only envoy.filters.http.local_ratelimit and envoy.filters.http.buffer are supported`,
 		}},
 		{"outbound, after the router, partly enforced", efHead + strings.NewReplacer("SIDECAR_INBOUND", "SIDECAR_OUTBOUND", "INSERT_BEFORE", "INSERT_AFTER").Replace(efFilter) +
 			"            token_bucket: {max_tokens: 1, fill_interval: 1m}\n            filter_enabled: {default_value: {numerator: 50}}\n            descriptors: []\n", []string{

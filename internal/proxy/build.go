@@ -90,7 +90,7 @@ func (p *Proxy) build(set *resources.Set, prev *runtimeConfig) (*runtimeConfig, 
 			c.up = old.up
 			continue
 		}
-		c.up = newUpstream(c, p.id)
+		c.up = newUpstream(c, p.id, p.netHTTP2)
 	}
 	return cfg, nil
 }

@@ -53,6 +53,11 @@ type listenerConfig struct {
 	maxHeaderKB  uint32
 	pathOpts     pathnorm.Options // normalize_path, merge_slashes, path_with_escaped_slashes_action
 	filters      httpFilters      // fault and local rate limit filters (translate_listener.go)
+	// streamIdleTimeout is the HCM's stream_idle_timeout (Envoy's default
+	// 5 min when absent; 0: off): a request whose body, upstream response
+	// head or response body makes no progress for this long ends
+	// (streamidle.go; h2srv's streams through the handler, h2serve.go).
+	streamIdleTimeout time.Duration
 
 	// TCP
 	tcpCluster  string

@@ -10,17 +10,19 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/trellis-mesh/trellis/internal/proxy/h2srv"
 	"github.com/trellis-mesh/trellis/internal/proxy/tlsutil"
 )
 
 // h1Server serves one HTTP listener with the fast path: it accepts, picks
 // the connection's filter chain and runs its mTLS handshake (downstream.go:
 // PERMISSIVE sniffs the first bytes), and serves HTTP/1.1 on the accepting
-// goroutine's child, one goroutine per connection. Connections the fast
-// path does not handle (ALPN h2, h2c prior knowledge, upgrades, HTTP/1.0,
-// absolute-form targets, HTTP/2 clusters; every one in legacy mode) are
-// handed, with the bytes already read, to the listener's net/http server
-// through a handoffListener.
+// goroutine's child, one goroutine per connection. HTTP/2 connections (ALPN
+// h2, h2c prior knowledge) are served on that goroutine by h2srv
+// (h2serve.go). Connections neither handles (upgrades, HTTP/1.0,
+// absolute-form targets, HTTP/2 clusters; every one in legacy mode, and
+// HTTP/2 with Options.NetHTTP2) are handed, with the bytes already read, to
+// the listener's net/http server through a handoffListener.
 type h1Server struct {
 	p      *Proxy
 	ctx    context.Context // cancelled when draining gives up
@@ -34,6 +36,10 @@ type h1Server struct {
 	slow     *http.Server
 	handoff  *handoffListener
 	slowDone chan struct{}
+
+	h2         *h2srv.Server      // HTTP/2 connections (h2serve.go); nil: net/http's
+	drain      context.Context    // cancelled when shutdown starts: HTTP/2 drains
+	startDrain context.CancelFunc // (GOAWAY); s.ctx ending closes them
 
 	draining atomic.Bool
 	conns    connSet[*downConn]
@@ -51,6 +57,7 @@ func (p *Proxy) newH1Server(lc *listenerConfig, ln net.Listener) *h1Server {
 	if lc.maxHeaderKB > 0 && int(lc.maxHeaderKB)<<10 < s.mh {
 		s.mh = int(lc.maxHeaderKB) << 10
 	}
+	s.initH2(lc) // h2serve.go
 	return s
 }
 
@@ -109,6 +116,9 @@ func (s *h1Server) handle(c net.Conn) {
 	}
 	c = d.conn
 	if s.legacy || d.state != nil && d.state.NegotiatedProtocol == tlsutil.ALPNH2 {
+		if s.serveH2(c, d.state, nil) { // h2serve.go
+			return
+		}
 		// net/http sets its own deadlines, and sees a *tls.Conn as TLS.
 		handedOff = s.handoff.push(d.replayed())
 		return
@@ -124,11 +134,13 @@ func (s *h1Server) handle(c net.Conn) {
 		dc.lingerClose()
 	}
 	s.conns.remove(dc)
-	if handoff {
-		_ = c.SetDeadline(time.Time{}) // net/http sets its own; an upgrade may last
-		handedOff = s.handoff.push(&prefixConn{Conn: c, pre: pre, tlsState: d.state})
-	}
 	s.releaseDownConn(dc)
+	if handoff {
+		_ = c.SetDeadline(time.Time{})   // net/http sets its own; an upgrade may last
+		if !s.serveH2(c, d.state, pre) { // h2c prior knowledge (h2serve.go)
+			handedOff = s.handoff.push(&prefixConn{Conn: c, pre: pre, tlsState: d.state})
+		}
+	}
 }
 
 // shutdown stops accepting, wakes idle keep-alive connections so they close,
@@ -137,6 +149,7 @@ func (s *h1Server) handle(c net.Conn) {
 func (s *h1Server) shutdown(ctx context.Context) {
 	_ = s.ln.Close()
 	s.draining.Store(true)
+	s.startDrain() // HTTP/2 connections of h2srv: GOAWAY
 	s.conns.each((*downConn).wakeIfIdle)
 	done := make(chan struct{})
 	go func() {

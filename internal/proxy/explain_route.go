@@ -54,7 +54,7 @@ type HashDetail struct {
 // FilterDetail is an HTTP filter of the listener as it acts on this route.
 type FilterDetail struct {
 	Filter string `json:"filter"`
-	Kind   string `json:"kind"`  // fault, local_ratelimit, jwt_authn or rbac
+	Kind   string `json:"kind"`  // fault, local_ratelimit, jwt_authn, rbac or buffer
 	Level  string `json:"level"` // where its config comes from: route, virtual host, listener
 	// Applies: the filter acts on this request (a fault then still
 	// samples its percentages).
@@ -64,6 +64,8 @@ type FilterDetail struct {
 	Limit   *RateLimitInfo `json:"rateLimit,omitempty"`
 	JWT     *JWTDetail     `json:"jwt,omitempty"`
 	RBAC    *RBACDetail    `json:"rbac,omitempty"`
+	// MaxRequestBytes is the buffer filter's limit for the route (413 beyond).
+	MaxRequestBytes int64 `json:"maxRequestBytes,omitempty"`
 }
 
 // JWTDetail is what a jwt_authn filter decides for the request.
@@ -285,6 +287,15 @@ func filterDetails(lc *listenerConfig, rt *route, rc *routev3.RouteConfiguration
 		if f.kind == filterJWT || f.kind == filterRBAC {
 			d.Reason = "acts on the destination's inbound listener only"
 			out = append(out, d) // explainAuthz (explain_inbound.go) evaluates them there
+			continue
+		}
+		if f.kind == filterBuffer {
+			if bp := f.resolveBuffer(rt); bp != nil {
+				d.Applies, d.MaxRequestBytes = true, bp.max
+			} else {
+				d.Reason = "disabled for this route"
+			}
+			out = append(out, d)
 			continue
 		}
 		fp, lp := f.resolve(rt)

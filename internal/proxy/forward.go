@@ -30,7 +30,7 @@ type forwardTarget struct {
 	key           lb.Key        // hash policy key
 	setCookie     string        // Set-Cookie value of a generated hash cookie
 	retry         *retry.Policy // nil: the request is not retried
-	body          *replayBody   // nil: no request body to replay
+	body          replayer      // nil: no request body to replay
 	xff           []string      // X-Forwarded-For to send (sanitizeInbound)
 }
 
@@ -131,6 +131,9 @@ func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { retu
 
 // classifyUpstreamError maps a failed upstream exchange to a local reply.
 func classifyUpstreamError(ctx context.Context, err error) (int, string) {
+	if context.Cause(ctx) == errStreamIdle {
+		return http.StatusRequestTimeout, reasonStreamIdle // streamidle.go
+	}
 	if context.Cause(ctx) == errRouteTimeout || errors.Is(err, errPerTryTimeout) {
 		return http.StatusGatewayTimeout, reasonTimeout
 	}

@@ -20,18 +20,15 @@ import (
 func (dc *downConn) forward(lc *listenerConfig, c *cluster, rt *route, n int) bool {
 	req := &dc.req
 	st := c.state
-	var deadline time.Time
-	if rt.timeout > 0 {
-		deadline = time.Now().Add(rt.timeout)
-	}
-	dc.deadline = deadline
-	dc.setDeadline(deadline)
+	deadline := dc.beginStream(lc, rt) // route and stream idle timeouts (streamidle.go)
+	defer dc.endStream()
 	headStart := dc.rd.r
 	hasBody := req.chunked || req.contentLength > 0
 	dc.bodyDone = !hasBody
 	isHead := string(req.method) == http.MethodHead
 	dc.gone.Store(false)
 	dc.rs.reset()
+	dc.useBufferedBody(headStart + n) // read whole by the buffer filter (buffer_filter_h1.go)
 	if !st.br.Requests.TryAcquire() {
 		return dc.upstreamFailed(lc, c, "", n, errOverflow, retry.Overflow, deadline)
 	}
@@ -40,6 +37,9 @@ func (dc *downConn) forward(lc *listenerConfig, c *cluster, rt *route, n int) bo
 	key := dc.hashKey(rt, c)
 	pol, ok := dc.retryPolicy(rt, c, headStart+n, hasBody)
 	if !ok {
+		if dc.idleFired(nil) {
+			return dc.streamIdleReply(lc, c, dc.headLeft(headStart, n))
+		}
 		lc.stats.downstreamGone.Add(1)
 		c.stats.downstreamGone.Add(1)
 		return false
@@ -65,6 +65,9 @@ func (dc *downConn) forward(lc *listenerConfig, c *cluster, rt *route, n int) bo
 				// error, and the connection closes.
 				lc.stats.response(http.StatusBadRequest)
 				return dc.localReply(0, http.StatusBadRequest, "", true)
+			}
+			if errors.Is(a.err, errStreamIdle) {
+				return dc.streamIdleReply(lc, c, dc.headLeft(headStart, n))
 			}
 			lc.stats.downstreamGone.Add(1)
 			c.stats.downstreamGone.Add(1)
@@ -100,7 +103,10 @@ func (dc *downConn) copyResponse(lc *listenerConfig, c *cluster, uc *upConn, n i
 	noBody := isHead || res.status == http.StatusNoContent || res.status == http.StatusNotModified
 	untilClose := !noBody && !res.chunked && res.contentLength < 0
 	keepUp := !res.close && !untilClose
-	keepDown := !dc.req.close && !dc.s.draining.Load()
+	// After an early response (attempt) the rest of the caller's body is
+	// unread: the connection closes, lingering so the caller reads this.
+	keepDown := !dc.req.close && !dc.s.draining.Load() && dc.bodyDone
+	dc.linger = dc.linger || !dc.bodyDone
 
 	bw := dc.bw
 	_, _ = bw.WriteString("HTTP/1.1 ")
@@ -191,7 +197,7 @@ func (dc *downConn) sendRequest(uc *upConn, bodyStart int, hasBody bool) (client
 		// Read whole for the retry policy (h1resilience.go): sent from
 		// the copy, again on each attempt.
 		dc.rd.r = dc.rs.afterBody
-		_, _ = bw.Write(dc.rs.body)
+		_, _ = bw.Write(dc.bufferedBody())
 		return false, bw.Flush()
 	}
 	if req.expect100 {
@@ -260,15 +266,20 @@ func (dc *downConn) upstreamConn(c *cluster, ep string, deadline time.Time, prob
 	pool := c.up.h1
 	ctx := dc.s.p.ctx
 	for {
-		uc, err := pool.acquire(ctx, ep, deadline, &dc.waiter)
+		// Waiting for a connection is idle time of the stream too.
+		wait := dc.streamDeadline(time.Now(), time.Time{}, deadline)
+		uc, err := pool.acquire(ctx, ep, wait, &dc.waiter)
 		if err != nil {
+			if errors.Is(err, errRouteTimeout) && ctx.Err() == nil && idlePassed(time.Now(), wait, deadline) {
+				return nil, errStreamIdle
+			}
 			return nil, err
 		}
 		if uc == nil {
 			break // a slot to dial
 		}
+		dc.useUp(uc, deadline) // first: a deadline passed while idle fails the probe
 		if !probe || uc.probeIdle() {
-			uc.setDeadline(deadline)
 			return uc, nil
 		}
 		dc.closeUp(uc) // closed by the upstream while idle
@@ -282,13 +293,21 @@ func (dc *downConn) upstreamConn(c *cluster, ep string, deadline time.Time, prob
 	if err != nil {
 		return nil, err
 	}
-	uc.setDeadline(deadline)
+	dc.useUp(uc, deadline)
 	return uc, nil
+}
+
+// useUp readies uc for this exchange: its deadline (route and stream idle
+// timeouts), and its reads push the exchange's idle deadlines.
+func (dc *downConn) useUp(uc *upConn, deadline time.Time) {
+	uc.setDeadline(dc.streamDeadline(time.Now(), uc.dl, deadline))
+	uc.rd.beforeRead = dc.touchFn
 }
 
 // releaseUp returns a connection whose exchange completed cleanly to its pool.
 func (dc *downConn) releaseUp(uc *upConn) {
 	dc.cur.Store(nil)
+	uc.rd.beforeRead = nil
 	uc.pool.put(uc, time.Now(), true)
 }
 
@@ -376,7 +395,7 @@ func (dc *downConn) stopWatch() {
 	}
 	_ = dc.nc.SetReadDeadline(aLongTimeAgo)
 	<-dc.done
-	_ = dc.nc.SetReadDeadline(dc.deadline)
+	_ = dc.nc.SetReadDeadline(dc.dl)
 }
 
 // watchClient runs (at most once per exchange, after clientWatchDelay) on

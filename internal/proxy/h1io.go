@@ -77,12 +77,18 @@ type connReader struct {
 	// onHeadWait, when set, runs once per head that is not complete in the
 	// buffer, before blocking for the rest of it.
 	onHeadWait func()
+	// beforeRead, when set, runs before every read (and the flushFirst
+	// flush): the stream idle timeout pushes deadlines (streamidle.go).
+	beforeRead func()
 }
 
 func (b *connReader) buffered() []byte { return b.buf[b.r:b.w] }
 
 // fill reads once from the connection, after making room.
 func (b *connReader) fill() error {
+	if b.beforeRead != nil {
+		b.beforeRead()
+	}
 	if b.flushFirst != nil && b.flushFirst.Buffered() > 0 {
 		if err := b.flushFirst.Flush(); err != nil {
 			return &peerWriteError{err}

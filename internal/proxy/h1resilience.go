@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"errors"
-	"io"
 	"net/http"
 	"slices"
 	"time"
@@ -60,7 +59,11 @@ type attemptResult struct {
 func (dc *downConn) attempt(c *cluster, ep *endpoint, headStart, n int, deadline time.Time, hasBody bool, pol *retry.Policy) attemptResult {
 	stale := (!hasBody || dc.rs.buffered) && idempotent(dc.req.method)
 	for try := 0; ; try++ {
+		dc.upDeadline = deadline
 		uc, err := dc.upstreamConn(c, ep.addr, deadline, !stale)
+		if errors.Is(err, errStreamIdle) {
+			return attemptResult{err: err, gone: true}
+		}
 		if err != nil {
 			return attemptResult{err: err, outcome: failureOutcome(err, deadline, false)}
 		}
@@ -70,19 +73,34 @@ func (dc *downConn) attempt(c *cluster, ep *endpoint, headStart, n int, deadline
 		if err == nil && pol != nil && pol.PerTryTimeout > 0 {
 			if t := time.Now().Add(pol.PerTryTimeout); deadline.IsZero() || t.Before(deadline) {
 				tryDeadline = t
-				uc.setDeadline(t)
+				dc.upDeadline = t
+				uc.setDeadline(dc.streamDeadline(time.Now(), uc.dl, t))
 			}
 		}
 		var resN int
 		if err == nil {
 			resN, err = dc.readResponseHead(uc)
+		} else if !clientErr && !dc.idleFired(uc) {
+			// The upstream stopped taking the request: it may have
+			// answered first (a 413 of its buffer filter, say), which
+			// goes to the caller, as Envoy's router forwards an early
+			// response (copyResponse then closes the caller's connection).
+			if rn, rerr := dc.readResponseHead(uc); rerr == nil {
+				resN, err = rn, nil
+			}
 		}
 		if err == nil {
 			return attemptResult{uc: uc, resN: resN, outcome: dc.responseOutcome(pol)}
 		}
 		nothingBack := uc.rd.w == 0
 		reused := uc.reused
+		idle := dc.idleFired(uc)
 		dc.closeUp(uc)
+		if idle {
+			// Not the upstream's failure (the caller may be the slow one),
+			// and not retried: the stream is over.
+			return attemptResult{err: errStreamIdle, gone: true}
+		}
 		if dc.gone.Load() || clientErr {
 			return attemptResult{err: err, gone: true}
 		}
@@ -112,7 +130,7 @@ func (dc *downConn) retryPolicy(rt *route, c *cluster, bodyStart int, hasBody bo
 	if pol == nil || pol.NumRetries == 0 || !retry.Eligible[[]byte](pol, h1Headers{dc}) {
 		return nil, true
 	}
-	if !hasBody {
+	if !hasBody || dc.rs.buffered { // read whole by the buffer filter: any size is replayed
 		return pol, true
 	}
 	req := &dc.req
@@ -135,9 +153,14 @@ func (dc *downConn) retryPolicy(rt *route, c *cluster, bodyStart int, hasBody bo
 		// The rest comes straight from the connection: the read buffer
 		// keeps the request head, which every attempt sends again.
 		b = slices.Grow(b, cl-len(b))[:cl]
-		if _, err := io.ReadFull(rd.rd, b[have:]); err != nil {
-			dc.rs.body = b[:0]
-			return nil, false
+		for got := have; got < cl; {
+			dc.touch() // each read is progress of the stream (streamidle.go)
+			m, err := rd.rd.Read(b[got:])
+			got += m
+			if err != nil && got < cl {
+				dc.rs.body = b[:0]
+				return nil, false
+			}
 		}
 	}
 	dc.rs.body, dc.rs.buffered, dc.bodyDone = b, true, true

@@ -64,6 +64,13 @@ type downConn struct {
 	done     chan struct{}
 	waiter   poolWaiter // reused while waiting for an upstream connection
 	rs       resilience // retry, hash and body state of the current exchange
+
+	// Stream idle timeout of the current exchange (streamidle.go): 0 when
+	// off or between exchanges; upDeadline bounds the upstream connection
+	// (route or per-try deadline); touchFn is dc.touch, made once.
+	streamIdle time.Duration
+	upDeadline time.Time
+	touchFn    func()
 }
 
 func (s *h1Server) newDownConn(c net.Conn, state *tls.ConnectionState) *downConn {
@@ -71,6 +78,8 @@ func (s *h1Server) newDownConn(c net.Conn, state *tls.ConnectionState) *downConn
 	dc.waiter.ch = make(chan poolGrant, 1)
 	dc.rd = connReader{rd: c, buf: s.p.bufs.getRead()}
 	dc.rd.onHeadWait = dc.onHeadWait
+	dc.touchFn = dc.touch
+	dc.rd.beforeRead = dc.touchFn
 	dc.req.contentLength, dc.res.contentLength = -1, -1
 	dc.watch = time.AfterFunc(time.Hour, dc.watchClient)
 	dc.watch.Stop()
@@ -164,12 +173,16 @@ func (dc *downConn) setDeadline(t time.Time) {
 // lingerClose ends a connection whose caller may still be sending a body
 // the proxy did not read: closing at once could reset the connection before
 // the caller reads the reply. It half-closes, then reads and discards for a
-// short while (like net/http's closeWriteAndWait).
+// short while (like net/http's closeWriteAndWait). A caller still sending
+// after lingerMaxBytes is no longer read (its writes block) until the end
+// of that while: closing then would reset the connection at once, perhaps
+// before the caller got to the reply (a 413 to a 50 MiB upload).
 func (dc *downConn) lingerClose() {
 	if cw, ok := dc.nc.(interface{ CloseWrite() error }); ok {
 		_ = cw.CloseWrite()
 	}
-	_ = dc.nc.SetReadDeadline(time.Now().Add(lingerTimeout))
+	end := time.Now().Add(lingerTimeout)
+	_ = dc.nc.SetReadDeadline(end)
 	for total := 0; total < lingerMaxBytes; {
 		n, err := dc.nc.Read(dc.rd.buf)
 		total += n
@@ -177,6 +190,7 @@ func (dc *downConn) lingerClose() {
 			return
 		}
 	}
+	time.Sleep(time.Until(end))
 }
 
 // needsSlowPath: upgrades, HTTP/1.0 and targets that are not origin-form.

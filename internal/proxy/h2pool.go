@@ -10,7 +10,9 @@ import (
 )
 
 // h2LimitPool is the transport of an HTTP/2 cluster with
-// max_requests_per_connection or max_connection_duration. net/http's own
+// max_requests_per_connection or max_connection_duration when HTTP/2 is on
+// net/http (TRELLIS_PROXY_H2=nethttp; otherwise h2cli keeps every HTTP/2
+// cluster's connections, upstream.go). net/http's own
 // pool cannot retire a connection after N requests or after an age, so this
 // pool keeps its connections itself (net/http's Transport.NewClientConn) and
 // retires them as Envoy does: a connection that reached either limit takes
@@ -19,6 +21,7 @@ import (
 // lock: a ClientConn calls its hook synchronously from Reserve, RoundTrip,
 // Body.Close and Close.
 // Clusters without these limits use the plain http.Transport (upstream.go).
+// It goes when the net/http fallback does (docs/adr/003).
 type h2LimitPool struct {
 	t           *http.Transport // dials, TLS and h2 settings of the cluster
 	scheme      string          // "https" (mTLS) or "http" (h2c)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -12,11 +13,14 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	"golang.org/x/net/http2"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/trellis-mesh/trellis/internal/proxy/h2cli"
 	"github.com/trellis-mesh/trellis/internal/proxy/proxytest"
+	"github.com/trellis-mesh/trellis/internal/proxy/retry"
 )
 
 // h2ProtocolOptions are an HTTP/2 cluster's protocol options with the
@@ -40,8 +44,20 @@ func h2ProtocolOptions(t *testing.T, maxRequests uint32, maxAge time.Duration) m
 
 // TestH2ConnectionLimits: an HTTP/2 cluster retires a connection after
 // max_requests_per_connection requests and after max_connection_duration,
-// without failing the requests in flight on it.
+// without failing the requests in flight on it; with the sidecar's own
+// client (h2cli) and with net/http's (h2LimitPool).
 func TestH2ConnectionLimits(t *testing.T) {
+	for _, client := range []string{"h2cli", "nethttp"} {
+		t.Run(client, func(t *testing.T) {
+			if client == "nethttp" {
+				t.Setenv("TRELLIS_PROXY_H2", "nethttp")
+			}
+			testH2ConnectionLimits(t)
+		})
+	}
+}
+
+func testH2ConnectionLimits(t *testing.T) {
 	var mu sync.Mutex
 	remotes := map[string]int{}
 	a := newApp(t, "a", func(w http.ResponseWriter, r *http.Request) {
@@ -69,6 +85,10 @@ func TestH2ConnectionLimits(t *testing.T) {
 	m := newRMesh(t, false, true, []*app{a}, func(c *clusterv3.Cluster) {
 		c.TypedExtensionProtocolOptions = h2ProtocolOptions(t, 3, 0)
 	}, rroute("/", 5*time.Second, nil))
+	_, own := m.p.cfg.Load().clusters[outCluster].up.transport.(*h2cli.Pool)
+	if want := os.Getenv("TRELLIS_PROXY_H2") != "nethttp"; own != want {
+		t.Fatalf("HTTP/2 cluster transport is h2cli: %t, want %t", own, want)
+	}
 	c := httpClient(t)
 	for range 7 {
 		if res, body := do(t, c, "GET", m.url("/x"), "", nil); res.StatusCode != 200 {
@@ -113,6 +133,51 @@ func TestH2ConnectionLimits(t *testing.T) {
 	}
 	if n, each := conns(); n != 2 {
 		t.Errorf("max_connection_duration 150ms: %d connections, want 2: %v", n, each)
+	}
+}
+
+// TestH2CliConnectError: with the sidecar's own HTTP/2 client, a dial
+// failure reaches the retry loop and the 503 reason as a *connectError.
+func TestH2CliConnectError(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close() // nothing listens there any more
+	c := &cluster{name: "c", connectTimeout: time.Second, http2: true, stats: newStatsRegistry().cluster("c")}
+	up := newUpstream(c, nil, false)
+	defer up.retire()
+	req, _ := http.NewRequest("GET", "http://"+addr+"/x", nil)
+	_, err = up.transport.RoundTrip(req)
+	var ce *connectError
+	if !errors.As(err, &ce) {
+		t.Fatalf("RoundTrip error %v (%T), want a *connectError in its chain", err, err)
+	}
+	if code, reason := classifyUpstreamError(req.Context(), err); code != http.StatusServiceUnavailable || reason != reasonConnectFailure {
+		t.Errorf("classified %d %s, want 503 %s", code, reason, reasonConnectFailure)
+	}
+	if n := c.stats.connectFailures.Load(); n != 1 {
+		t.Errorf("connect failures counted: %d, want 1", n)
+	}
+}
+
+// TestH2CliRefusedClassified: the retry loop classifies the pool's
+// refusals (REFUSED_STREAM reset, stream above a GOAWAY's last id) as
+// refused-stream, and its other stream errors as resets.
+func TestH2CliRefusedClassified(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		err  error
+		want retry.Failure
+	}{
+		{&h2cli.StreamError{StreamID: 3, Code: http2.ErrCodeRefusedStream, Remote: true}, retry.RefusedStream},
+		{&h2cli.GoAwayError{StreamID: 5, LastStreamID: 3, Code: http2.ErrCodeNo}, retry.RefusedStream},
+		{&h2cli.StreamError{StreamID: 3, Code: http2.ErrCodeInternal, Remote: true}, retry.Reset},
+	} {
+		if o, _ := attemptOutcome(nil, tc.err, ctx, ctx, nil); o.Failure != tc.want {
+			t.Errorf("%v: classified %v, want %v", tc.err, o.Failure, tc.want)
+		}
 	}
 }
 

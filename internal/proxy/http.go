@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 
 	"github.com/trellis-mesh/trellis/internal/proxy/pathnorm"
 	"github.com/trellis-mesh/trellis/internal/proxy/tlsutil"
@@ -35,9 +36,17 @@ var errRouteTimeout = errors.New("route timeout")
 type httpHandler struct {
 	p        *Proxy
 	listener string
+	watches  sync.Pool // *streamWatch (streamidle.go)
 }
 
 func (h *httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// HTTP/2 rapid reset: a stream reset before its handler ran is not
+	// forwarded; resets are counted and an abusive connection closed.
+	h2s, serve := startH2Stream(r) // h2abuse.go
+	if !serve {
+		return
+	}
+	defer h2s.end()
 	cfg := h.p.cfg.Load()
 	lc := cfg.listeners[h.listener] // cfg is never nil once a listener serves
 	if lc == nil || lc.kind != kindHTTP {
@@ -88,7 +97,9 @@ func (h *httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if rt.forwards() {
 		name, wc = rt.pickCluster()
 	}
-	w, r, ok = h.serveRoute(w, r, cfg, lc, rt, &view, name, wc)
+	var body *bufferedBody // read whole by the buffer filter (buffer_filter.go)
+	w, r, body, ok = h.serveRoute(w, r, cfg, lc, rt, &view, name, wc)
+	defer body.release()
 	if !ok {
 		return
 	}
@@ -110,6 +121,9 @@ func (h *httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer st.br.Requests.Release()
 	st.budget.Request()
 	t := &forwardTarget{cluster: c, listenerStats: lc.stats, xff: xff}
+	if body != nil {
+		t.body = body // whole: replayed by retries whatever its size
+	}
 	t.key, t.setCookie = stdHashKey(rt, c, r)
 	ep, ok := st.pick(t.key, nil, nil)
 	if !ok {
@@ -119,6 +133,8 @@ func (h *httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	t.ep, t.endpoint = ep, ep.addr
+	w, r, sw := h.watchStreamIdle(w, r, lc) // stream idle timeout (streamidle.go)
+	defer h.endStreamIdle(sw)
 	t.prepareRetry(rt, r)
 	if rt.timeout > 0 {
 		ctx, cancel := context.WithTimeoutCause(r.Context(), rt.timeout, errRouteTimeout)

@@ -34,7 +34,8 @@ func (t *forwardTarget) prepareRetry(rt *route, r *http.Request) {
 		!retry.Eligible[string](pol, stdRequestHeaders{r}) {
 		return // an upgrade (WebSocket) is not retried: its response is a connection
 	}
-	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
+	// A body the buffer filter read whole (t.body set) is replayed whatever its size.
+	if t.body == nil && r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
 		if r.ContentLength > retry.MaxBufferedBody {
 			t.cluster.stats.retriesBodyTooLarge.Add(1)
 			return

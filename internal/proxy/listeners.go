@@ -19,6 +19,7 @@ import (
 // ENHANCE_YOUR_CALM when more than 4x wait. With 1000, 10,000 reset streams
 // reached the app ~1,800 times and cost 1.5 s of CPU and +33 MiB; with 100,
 // ~10 times and 80 ms (TestAttacks/h2-rapid-reset, docs/security.md).
+// The premature-reset guard (h2abuse.go) then closes the connection.
 const (
 	readHeaderTimeout    = 10 * time.Second
 	idleTimeout          = 5 * time.Minute
@@ -149,7 +150,7 @@ func (p *Proxy) newHTTPServer(lc *listenerConfig, handoff bool) *http.Server {
 		HTTP2:             &http.HTTP2Config{MaxConcurrentStreams: maxConcurrentStreams},
 		Protocols:         new(http.Protocols),
 		BaseContext:       func(net.Listener) context.Context { return p.ctx },
-		ConnContext:       connContext,
+		ConnContext:       p.h2ConnContext(lc.name, stats), // h2abuse.go
 		ErrorLog:          log.New(&serverLog{log: p.log.With("listener", lc.name), stats: stats}, "", 0),
 		ConnState: func(_ net.Conn, s http.ConnState) {
 			switch s {

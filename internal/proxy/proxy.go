@@ -68,15 +68,19 @@
 // while the upstream is slow is noticed by a short-lived helper started
 // only after 20ms (downstream_cancelled).
 //
-// Slow path (net/http server + httputil.ReverseProxy behind the forwarder
-// interface, forward.go): the dispatcher hands the whole connection, with
-// the bytes already read, to the listener's net/http server for ALPN h2
-// (inbound), h2c prior knowledge (outbound "PRI * HTTP/2.0" preface),
-// upgrades (WebSocket), HTTP/1.0, non-origin-form targets, and requests
-// routed to an HTTP/2 cluster; the connection stays there. Options.
-// LegacyHTTP1 (or TRELLIS_PROXY_LEGACY_HTTP1=1) sends every HTTP listener
-// to net/http as before, for comparison. Both paths read the same runtime
-// config, answer the same local replies and count the same stats.
+// Handler path (an http.Handler, httpHandler in http.go, with
+// httputil.ReverseProxy behind the forwarder interface, forward.go):
+// HTTP/2 connections (ALPN h2 inbound, the h2c preface outbound) are served
+// by the sidecar's own HTTP/2 server, h2srv (h2serve.go; docs/adr/003),
+// which calls the handler per stream; the dispatcher hands upgrades
+// (WebSocket), HTTP/1.0, non-origin-form targets and requests routed to an
+// HTTP/2 cluster, with the bytes already read, to the listener's net/http
+// server; the connection stays there. HTTP/2 clusters are sent to with
+// h2cli's pool (upstream.go). Options.NetHTTP2 (TRELLIS_PROXY_H2=nethttp)
+// puts HTTP/2 back on net/http's server and transport; Options.LegacyHTTP1
+// (TRELLIS_PROXY_LEGACY_HTTP1=1) sends every HTTP listener to net/http, for
+// comparison. All paths read the same runtime config, answer the same local
+// replies and count the same stats.
 //
 // Every HTTP listener removes client-sent x-forwarded-client-cert and
 // x-trellis-* headers and, with SANITIZE_SET + uri on an mTLS connection,
@@ -143,6 +147,8 @@ type Proxy struct {
 	fwd   forwarder
 	ownID ownIDCache
 	bufs  bufferPools
+	// bodies recycles the request bodies the buffer filter reads (buffer_filter.go).
+	bodies bodyPool
 
 	mirrors mirrorSender // request mirror copies in flight (mirror.go)
 	// jwtKeys fetches and keeps the remote JWKS of jwt_authn filters across

@@ -5,6 +5,7 @@ import (
 	"sort"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	bufferv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/buffer/v3"
 	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
 	localratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/local_ratelimit/v3"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -22,8 +23,9 @@ type filterKind int
 const (
 	filterFault filterKind = iota + 1
 	filterLocalRateLimit
-	filterJWT  // envoy.filters.http.jwt_authn (authz.go)
-	filterRBAC // envoy.filters.http.rbac (authz.go)
+	filterJWT    // envoy.filters.http.jwt_authn (authz.go)
+	filterRBAC   // envoy.filters.http.rbac (authz.go)
+	filterBuffer // envoy.filters.http.buffer (buffer_filter.go)
 )
 
 // String names the filter kind as explain shows it.
@@ -37,6 +39,8 @@ func (k filterKind) String() string {
 		return "jwt_authn"
 	case filterRBAC:
 		return "rbac"
+	case filterBuffer:
+		return "buffer"
 	}
 	return "unknown"
 }
@@ -44,12 +48,13 @@ func (k filterKind) String() string {
 // httpFilter is one filter of the HCM and its listener-wide config (nil:
 // it acts only where a virtual host or route configures it).
 type httpFilter struct {
-	name  string
-	kind  filterKind
-	fault *faultPolicy
-	limit *limitPolicy
-	jwt   *jwtFilter  // filterJWT
-	rbac  *rbacFilter // filterRBAC
+	name   string
+	kind   filterKind
+	fault  *faultPolicy
+	limit  *limitPolicy
+	jwt    *jwtFilter    // filterJWT
+	rbac   *rbacFilter   // filterRBAC
+	buffer *bufferPolicy // filterBuffer
 }
 
 // filterConfig is one entry of a typed_per_filter_config, by filter name.
@@ -58,6 +63,7 @@ type filterConfig struct {
 	disabled bool // FilterConfig.disabled: the filter does nothing here
 	fault    *faultPolicy
 	limit    *limitPolicy
+	buffer   *bufferPolicy // BufferPerRoute.buffer
 }
 
 // resolve returns the config of filter f for a request on rt: the most
@@ -135,11 +141,19 @@ func translatePerFilterConfig(name string, a *anypb.Any, scope string) (filterCo
 			return fc, false, err
 		}
 		fc.limit = lp
+	case typeBufferPerRoute:
+		var b bufferv3.BufferPerRoute
+		if err := a.UnmarshalTo(&b); err != nil {
+			return fc, false, fmt.Errorf("typed_config: %w", err)
+		}
+		if err := translateBufferPerRoute(&b, &fc); err != nil {
+			return fc, false, err
+		}
 	default:
 		if optional {
 			return fc, false, nil
 		}
-		return fc, false, fmt.Errorf("typed_config: filter type %q not supported (fault and local_ratelimit are)", a.GetTypeUrl())
+		return fc, false, fmt.Errorf("typed_config: filter type %q not supported (fault, local_ratelimit and buffer are)", a.GetTypeUrl())
 	}
 	return fc, true, nil
 }

@@ -24,7 +24,8 @@ type routeState struct {
 	reply  []byte // a local reply's head lines
 	spans  []lineSpan
 	fields []hdrField
-	authz  h1Authz // the jwt_authn and rbac filters' view (authz_h1.go)
+	authz  h1Authz         // the jwt_authn and rbac filters' view (authz_h1.go)
+	buf    bufferedRequest // the body the buffer filter read (buffer_filter_h1.go)
 }
 
 type lineSpan struct{ start, colon, end int }
@@ -33,6 +34,7 @@ func (rs *routeState) reset() {
 	rs.rt, rs.wc, rs.rl = nil, -1, rlHeaders{}
 	rs.reqAdd, rs.resAdd = rs.reqAdd[:0], rs.resAdd[:0]
 	rs.authz.resetRequest()
+	rs.buf.release()
 }
 
 // scheme is the :scheme of the listener's requests.
@@ -69,6 +71,12 @@ func (dc *downConn) runFilters(lc *listenerConfig, rt *route, cluster string, n 
 			if done, keep := dc.runAuthz(lc, f, n, hasBody); done {
 				return true, keep
 			}
+			continue
+		} else if f.kind == filterBuffer {
+			if done, keep := dc.runBuffer(lc, f, rt, n); done {
+				return true, keep
+			}
+			hasBody = hasBody && !rs.buf.active // read: a later reply keeps the connection
 			continue
 		}
 		fp, lp := lc.filters.chain[i].resolve(rt)
@@ -127,6 +135,7 @@ func (dc *downConn) answerRoute(lc *listenerConfig, rt *route, n int, hasBody bo
 // answer writes a local reply to the request (head of n bytes). With a
 // request body not read, the connection closes after it.
 func (dc *downConn) answer(lc *listenerConfig, n int, lr *proxyReply, hasBody bool) bool {
+	hasBody = hasBody && !dc.ra.buf.active // the buffer filter read it
 	lc.stats.response(lr.status())
 	dc.linger = hasBody
 	close := hasBody || dc.req.close || dc.s.draining.Load()
@@ -305,6 +314,9 @@ func (dc *downConn) mirrorHeaders() (http.Header, string) {
 			host = a.value
 			continue
 		}
+		if a.name == "Content-Length" { // the buffer filter's, for a chunked body
+			continue
+		}
 		h[a.name] = append(h[a.name], a.value)
 	}
 	if dc.xfcc != nil && dc.state != nil {
@@ -320,6 +332,9 @@ func (dc *downConn) mirrorHeaders() (http.Header, string) {
 // (chunked, larger than maxMirrorBody, or the caller failed to send it).
 func (dc *downConn) mirrorBody(n int) ([]byte, bool) {
 	req := &dc.req
+	if b := &dc.ra.buf; b.active { // read whole by the buffer filter
+		return bytes.Clone(b.body), len(b.body) <= maxMirrorBody
+	}
 	switch {
 	case req.chunked || req.contentLength > maxMirrorBody:
 		return nil, false

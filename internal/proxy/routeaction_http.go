@@ -10,13 +10,15 @@ import (
 
 // serveRoute runs the route features of the net/http path for a request
 // matched to rt, before the cluster is used: the HCM's filters (jwt_authn,
-// rbac, fault, local rate limit), a local route's answer, request
+// rbac, fault, local rate limit, buffer), a local route's answer, request
 // rewriting and mirrors. It returns the writer and request to forward with,
 // or ok=false when it answered (or the caller left). The writer applies
 // the route's response headers and x-ratelimit-* to whatever response
-// follows, as on the fast path.
+// follows, as on the fast path. body is what the buffer filter read (nil:
+// nothing), which the caller releases when the request is done, answered
+// or not.
 func (h *httpHandler) serveRoute(w http.ResponseWriter, r *http.Request, cfg *runtimeConfig, lc *listenerConfig,
-	rt *route, view *request[string], cluster string, wc int) (http.ResponseWriter, *http.Request, bool) {
+	rt *route, view *request[string], cluster string, wc int) (_ http.ResponseWriter, _ *http.Request, body *bufferedBody, ok bool) {
 	var rl rlHeaders
 	mut := rt.responseMutation(wc)
 	isHead := r.Method == http.MethodHead
@@ -30,7 +32,14 @@ func (h *httpHandler) serveRoute(w http.ResponseWriter, r *http.Request, cfg *ru
 				az = newHTTPAuthz(r, view, lc)
 			}
 			if !h.runAuthz(w, az, f, mut, &rl) {
-				return nil, nil, false
+				return nil, nil, body, false
+			}
+			continue
+		} else if f.kind == filterBuffer {
+			if bp := f.resolveBuffer(rt); bp != nil && body == nil {
+				if body, ok = h.bufferHTTP(w, r, lc, bp, mut, &rl); !ok {
+					return nil, nil, body, false
+				}
 			}
 			continue
 		}
@@ -46,7 +55,7 @@ func (h *httpHandler) serveRoute(w http.ResponseWriter, r *http.Request, cfg *ru
 				fp.release()
 				if !stayed {
 					lc.stats.downstreamGone.Add(1)
-					return nil, nil, false
+					return nil, nil, body, false
 				}
 			}
 			if fp.sampleAbort() && fp.acquire() {
@@ -55,7 +64,7 @@ func (h *httpHandler) serveRoute(w http.ResponseWriter, r *http.Request, cfg *ru
 				lc.stats.response(lr.status())
 				writeLocalHTTP(w, &lr, isHead, mut, &rl)
 				fp.release()
-				return nil, nil, false
+				return nil, nil, body, false
 			}
 		case lp != nil && lp.enabled:
 			d, refuse := lp.take(time.Now())
@@ -68,7 +77,7 @@ func (h *httpHandler) serveRoute(w http.ResponseWriter, r *http.Request, cfg *ru
 				lr := lp.limitedReply(isGRPC(r.Header.Get("Content-Type")))
 				lc.stats.response(lr.status())
 				writeLocalHTTP(w, &lr, isHead, mut, &rl)
-				return nil, nil, false
+				return nil, nil, body, false
 			}
 			lp.reqHeaders.applyHTTP(r.Header)
 		}
@@ -83,7 +92,7 @@ func (h *httpHandler) serveRoute(w http.ResponseWriter, r *http.Request, cfg *ru
 		}
 		lc.stats.response(lr.status())
 		writeLocalHTTP(w, &lr, isHead, mut, &rl)
-		return nil, nil, false
+		return nil, nil, body, false
 	}
 	rt.requestMutation(wc).applyHTTP(r.Header)
 	if hl := rt.requestHost(wc); hl != nil {
@@ -100,7 +109,7 @@ func (h *httpHandler) serveRoute(w http.ResponseWriter, r *http.Request, cfg *ru
 	if !mut.empty() || rl.set {
 		w = &routeWriter{ResponseWriter: w, mut: mut, rl: rl}
 	}
-	return w, r, true
+	return w, r, body, true
 }
 
 // setTarget sets the request target the upstream gets (path, its raw

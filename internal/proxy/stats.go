@@ -33,6 +33,9 @@ type endpointStats struct {
 	rateLimited    atomic.Uint64
 	mirrorsSent    atomic.Uint64
 	mirrorsDropped atomic.Uint64
+	// rqTooLarge counts requests answered 413 by the buffer filter
+	// (Envoy's downstream_rq_too_large).
+	rqTooLarge atomic.Uint64
 	// Authn/authz filters (listeners, authz.go): requests refused by
 	// jwt_authn, rbac decisions of enforcing rules (per filter), LOG
 	// matches, and what shadow rules would have decided.
@@ -45,6 +48,12 @@ type endpointStats struct {
 	// downstreamOverflow counts connections closed at accept because the
 	// listener had maxDownstreamConns open (Envoy's downstream_cx_overflow).
 	downstreamOverflow atomic.Uint64
+	// HTTP/2 rapid reset (h2abuse.go): streams the client reset while
+	// their request was being handled (Envoy's downstream_rq_rx_reset),
+	// and connections closed because most of their streams were reset
+	// prematurely (downstream_rq_too_many_premature_resets).
+	rxReset          atomic.Uint64
+	prematureResetCx atomic.Uint64
 
 	// Clusters only: circuit breaking, retries, outlier detection.
 	upstreamOverflow    atomic.Uint64 // refused by a circuit breaker (Envoy's UO flag)
@@ -134,6 +143,9 @@ func (r *statsRegistry) write(w io.Writer) {
 					fmt.Sprintf("%srbac_shadow_allowed %d", p, s.rbacShadowAllowed.Load()),
 					fmt.Sprintf("%srbac_shadow_denied %d", p, s.rbacShadowDenied.Load()),
 					fmt.Sprintf("%sdownstream_cx_overflow %d", p, s.downstreamOverflow.Load()),
+					fmt.Sprintf("%sdownstream_rq_too_large %d", p, s.rqTooLarge.Load()),
+					fmt.Sprintf("%sdownstream_rq_rx_reset %d", p, s.rxReset.Load()),
+					fmt.Sprintf("%sdownstream_rq_too_many_premature_resets %d", p, s.prematureResetCx.Load()),
 				)
 			}
 			if prefix == "cluster" {

@@ -9,6 +9,7 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	bufferv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/buffer/v3"
 	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
 	localratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/local_ratelimit/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
@@ -245,6 +246,16 @@ func translateHCM(h *hcmv3.HttpConnectionManager, lc *listenerConfig) error {
 	if v := h.GetMaxRequestHeadersKb(); v != nil {
 		lc.maxHeaderKB = v.GetValue()
 	}
+	lc.streamIdleTimeout = defaultStreamIdleTimeout
+	if d := h.GetStreamIdleTimeout(); d != nil {
+		if err := d.CheckValid(); err != nil {
+			return fmt.Errorf("stream_idle_timeout: %w", err)
+		}
+		if d.AsDuration() < 0 {
+			return fmt.Errorf("stream_idle_timeout: %v is negative", d.AsDuration())
+		}
+		lc.streamIdleTimeout = d.AsDuration() // 0 disables it
+	}
 	return translatePathOptions(h, lc)
 }
 
@@ -270,7 +281,7 @@ func translatePathOptions(h *hcmv3.HttpConnectionManager, lc *listenerConfig) er
 }
 
 // translateHTTPFilters accepts the router (last), and before it the
-// jwt_authn, fault and local rate limit filters, each at most once, and
+// jwt_authn, fault, local rate limit and buffer filters, each at most once, and
 // rbac filters (authz.go); optional unknown filters are skipped, others
 // refused.
 func translateHTTPFilters(filters []*hcmv3.HttpFilter, lc *listenerConfig) error {
@@ -311,6 +322,16 @@ func translateHTTPFilters(filters []*hcmv3.HttpFilter, lc *listenerConfig) error
 				return fmt.Errorf("http_filters[%d] (%q).typed_config.%w", i, hf.GetName(), err)
 			}
 			f.kind, f.limit = filterLocalRateLimit, lp
+		case typeBuffer:
+			var cfg bufferv3.Buffer
+			if err := tc.UnmarshalTo(&cfg); err != nil {
+				return fmt.Errorf("http_filters[%d].typed_config: %w", i, err)
+			}
+			bp, err := translateBuffer(&cfg)
+			if err != nil {
+				return fmt.Errorf("http_filters[%d] (%q).typed_config.%w", i, hf.GetName(), err)
+			}
+			f.kind, f.buffer = filterBuffer, bp
 		case typeJWTAuthn:
 			jf, err := translateJWTFilter(tc, fmt.Sprintf("http_filters[%d] (%q)", i, hf.GetName()))
 			if err != nil {

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/trellis-mesh/trellis/internal/proxy/h2cli"
 	"github.com/trellis-mesh/trellis/internal/proxy/tlsutil"
 )
 
@@ -67,8 +68,10 @@ func dialUpstream(ctx context.Context, c *cluster, id tlsutil.Identity, addr str
 
 // newUpstream builds the pooled HTTP transport of a cluster. It is built only
 // when a cluster first appears or its fingerprint changes, and is otherwise
-// carried over to the next config, keeping its idle connections.
-func newUpstream(c *cluster, id tlsutil.Identity) *upstream {
+// carried over to the next config, keeping its idle connections. HTTP/2
+// clusters use the sidecar's own client (h2cli, docs/adr/003) unless
+// netHTTP2 (Options.NetHTTP2, TRELLIS_PROXY_H2=nethttp) keeps net/http's.
+func newUpstream(c *cluster, id tlsutil.Identity, netHTTP2 bool) *upstream {
 	// The transport is shared by every config that keeps the same
 	// fingerprint, so it must not capture c (its endpoints are per config).
 	dialCluster := &cluster{name: c.name, connectTimeout: c.connectTimeout, tls: c.tls, stats: c.stats}
@@ -123,6 +126,29 @@ func newUpstream(c *cluster, id tlsutil.Identity) *upstream {
 		t.DialTLSContext = dial
 		t.Protocols.SetHTTP1(true)
 		t.MaxConnsPerHost = maxConnsPerHost(c)
+	}
+	if c.http2 && !netHTTP2 {
+		// Connections, the server's stream limit, max_requests_per_connection,
+		// max_connection_duration and the idle timeout are the pool's.
+		pool := h2cli.New(h2cli.Options{
+			Dial: func(ctx context.Context, addr string) (net.Conn, error) {
+				return dialUpstream(ctx, dialCluster, id, addr)
+			},
+			MaxRequestsPerConn: c.pool.maxRequestsPerConn,
+			MaxConnDuration:    c.pool.maxConnDuration,
+			IdleTimeout:        idle,
+			PingInterval:       30 * time.Second,
+		})
+		up.transport = pool
+		up.closeIdle = func() {
+			pool.CloseIdle()
+			up.h1.closeIdle()
+		}
+		up.retire = func() {
+			pool.Retire()
+			up.h1.retire()
+		}
+		return up
 	}
 	if c.http2 && (c.pool.maxRequestsPerConn > 0 || c.pool.maxConnDuration > 0) {
 		// net/http's pool cannot retire a connection after N requests or

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -155,4 +156,120 @@ func testOversizedBodies(t *testing.T, am *attackMesh) {
 		})
 	}
 	am.legitGet(t, "/after-bodies")
+	t.Run("against a buffering feature", func(t *testing.T) { testBufferedBodies(t, am) })
+}
+
+// testBufferedBodies applies examples/security/buffer-limit.yaml (its
+// selector retargeted from httpbin to the attack mesh's workloads): the
+// sink's sidecar reads each request body whole, at most 1 MiB. 50 MiB
+// bodies, with a Content-Length or chunked, through the client's sidecar
+// and from a mesh peer over h2 straight at the inbound port (the net/http
+// path), get a 413 quickly, the app sees none of them and the sink
+// sidecar's memory stays flat; a 512 KiB body arrives whole with a
+// Content-Length, whatever its framing. The EnvoyFilter is removed at the
+// end.
+func testBufferedBodies(t *testing.T, am *attackMesh) {
+	const name = "httpbin-buffer-limit"
+	doc := mustRead(t, "examples/security/buffer-limit.yaml")
+	if !strings.Contains(doc, "app: httpbin") {
+		t.Fatal("the example no longer selects app: httpbin")
+	}
+	_, errOut := applyYAML(t, am.mesh, "buffer-limit.yaml", strings.Replace(doc, "app: httpbin", "version: v1", 1))
+	if strings.Contains(errOut, "not implemented") {
+		t.Errorf("apply warns: %s", errOut)
+	}
+	defer func() {
+		deleteConfig(t, am.mesh, "envoyfilter", name)
+		time.Sleep(300 * time.Millisecond) // past the control plane's debounce
+		am.waitMeshReady(t)
+		am.legitGet(t, "/after-buffering")
+	}()
+	time.Sleep(300 * time.Millisecond)
+	am.waitMeshReady(t)
+
+	peerTLS := &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{am.ca.peer(t, "spiffe://cluster.local/ns/default/sa/peer")},
+		InsecureSkipVerify: true, VerifyConnection: am.ca.verifyServer(sinkID), NextProtos: []string{"h2"}}
+	h1 := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	h2 := &http.Client{Timeout: 30 * time.Second, Transport: &http2.Transport{TLSClientConfig: peerTLS}}
+	sink := am.workload("sink-v1")
+	sinkPID := sidecarPID(t, "sink-v1")
+	tooLarge := "listener.inbound|8000.downstream_rq_too_large"
+	cases := []struct {
+		name    string
+		client  *http.Client
+		url     string
+		size    int64
+		chunked bool
+		want    int
+	}{
+		{"50 MiB with a Content-Length", h1, "http://" + am.clientOut + "/buffered/cl", bigBody, false, http.StatusRequestEntityTooLarge},
+		{"50 MiB chunked", h1, "http://" + am.clientOut + "/buffered/chunked", bigBody, true, http.StatusRequestEntityTooLarge},
+		{"50 MiB over h2 from a mesh peer, no content-length", h2, "https://" + am.sinkInbound + "/buffered/h2", bigBody, true, http.StatusRequestEntityTooLarge},
+		{"512 KiB with a Content-Length", h1, "http://" + am.clientOut + "/buffered/small-cl", 512 << 10, false, http.StatusOK},
+		{"512 KiB chunked", h1, "http://" + am.clientOut + "/buffered/small-chunked", 512 << 10, true, http.StatusOK},
+		{"512 KiB over h2 from a mesh peer, no content-length", h2, "https://" + am.sinkInbound + "/buffered/small-h2", 512 << 10, true, http.StatusOK},
+	}
+	refused := sidecarStat(t, sink.Admin, tooLarge)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			path := tc.url[strings.Index(tc.url, "/buffered/"):]
+			started := am.sink.started.Load()
+			rss := watchRSS(t, sinkPID)
+			base := rss.peak.Load()
+			req, err := http.NewRequest(http.MethodPost, tc.url, &patternReader{left: tc.size})
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.ContentLength = tc.size
+			if tc.chunked {
+				req.ContentLength = -1
+			}
+			begin := time.Now()
+			resp, err := tc.client.Do(req)
+			if err != nil {
+				rss.end()
+				t.Fatalf("POST %d bytes: %v", tc.size, err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			took := time.Since(begin)
+			grew := rss.end() - base
+			t.Logf("%s: %d in %v; sink sidecar RSS peak +%d KiB", tc.name, resp.StatusCode, took.Round(time.Millisecond), grew>>10)
+			if resp.StatusCode != tc.want {
+				t.Fatalf("POST %d bytes: %d %q %q, want %d", tc.size, resp.StatusCode, resp.Header.Get("X-Trellis-Reason"), body, tc.want)
+			}
+			if grew > 6<<20 && resourceBounds(t) {
+				t.Errorf("sink sidecar RSS grew by %d MiB", grew>>20)
+			}
+			if tc.want == http.StatusRequestEntityTooLarge {
+				if reason := resp.Header.Get("X-Trellis-Reason"); reason != "request_payload_too_large" {
+					t.Errorf("413 with reason %q, want request_payload_too_large", reason)
+				}
+				if took > 5*time.Second {
+					t.Errorf("the 413 took %v", took)
+				}
+				time.Sleep(100 * time.Millisecond)
+				if n, s := am.sink.seen(path), am.sink.started.Load()-started; n != 0 || s != 0 {
+					t.Errorf("the app saw %d requests (%d started)", n, s)
+				}
+				return
+			}
+			var got sinkRequest
+			if err := json.Unmarshal(body, &got); err != nil {
+				t.Fatalf("answer: %v: %q", err, body)
+			}
+			if got.BodyLen != tc.size || got.BodyErr != "" {
+				t.Errorf("the app received %d bytes (error %q), want %d", got.BodyLen, got.BodyErr, tc.size)
+			}
+			if want := strings.Repeat("abcdefghijklmnopqrstuvwxyz", 40)[:1<<10]; got.BodyHead != want {
+				t.Errorf("the body arrived altered: %q...", got.BodyHead[:min(len(got.BodyHead), 40)])
+			}
+			if cl := got.Header.Get("Content-Length"); cl != fmt.Sprint(tc.size) {
+				t.Errorf("the app got Content-Length %q, want %d (sent chunked: %v)", cl, tc.size, tc.chunked)
+			}
+		})
+	}
+	if n := sidecarStat(t, sink.Admin, tooLarge) - refused; n != 3 {
+		t.Errorf("%s grew by %d, want 3", tooLarge, n)
+	}
 }

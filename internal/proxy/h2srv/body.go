@@ -1,0 +1,265 @@
+package h2srv
+
+import (
+	"io"
+	"sync"
+
+	"golang.org/x/net/http2"
+)
+
+const chunkSize = 16 << 10 // pooled body buffers (request and response)
+
+// requestBody is a request's r.Body: DATA the read loop received and the
+// handler has not read yet. Flow control is returned as the handler reads,
+// in batches of a quarter window: the client never has more in flight than
+// the stream's window, and the connection's window bounds the sum.
+type requestBody struct {
+	st   *stream
+	mu   sync.Mutex
+	cond sync.Cond
+
+	buf    []byte  // data is buf[r:]
+	pooled *[]byte // buf's pool entry, if it came from the pool
+	r      int
+
+	err           error // once set, no more data comes (io.EOF, reset, deadline)
+	closed        bool  // the handler closed it, or returned
+	needsContinue bool  // send 100 Continue at the first Read
+	trailer       map[string][]string
+	copied        bool
+
+	avail      int64 // stream receive window the client has left
+	unsent     int64 // read but not yet returned
+	threshold  int64
+	remoteDone bool
+	waiters    int
+}
+
+func (b *requestBody) init(st *stream, needsContinue bool, window int64) {
+	b.st, b.needsContinue, b.avail = st, needsContinue, window
+	b.threshold = max(window/4, 1)
+	b.cond.L = &b.mu
+}
+
+// write adds a DATA frame's data (read loop); length is the frame's flow
+// controlled length (data and padding). The padding is returned at once.
+func (b *requestBody) write(c *conn, data []byte, length int64) error {
+	b.mu.Lock()
+	if length > b.avail {
+		b.mu.Unlock()
+		return streamError(b.st.id, http2.ErrCodeFlowControl)
+	}
+	b.avail -= length
+	if b.closed || b.err != nil {
+		b.mu.Unlock()
+		c.returnWindow(nil, 0, length, true) // dropped
+		return nil
+	}
+	if len(data) > 0 {
+		b.appendLocked(c, data)
+		if b.waiters > 0 {
+			b.cond.Signal()
+		}
+	}
+	pad := length - int64(len(data))
+	var inc int64
+	if pad > 0 {
+		inc = b.consumedLocked(pad)
+	}
+	b.mu.Unlock()
+	if pad > 0 {
+		c.returnWindow(b.st, inc, pad, true)
+	}
+	return nil
+}
+
+func (b *requestBody) appendLocked(c *conn, data []byte) {
+	if b.buf == nil {
+		b.pooled = c.s.chunks.Get().(*[]byte)
+		b.buf, b.r = (*b.pooled)[:0], 0
+	}
+	if len(b.buf)+len(data) > cap(b.buf) && b.r > 0 {
+		n := copy(b.buf, b.buf[b.r:])
+		b.buf, b.r = b.buf[:n], 0
+	}
+	if len(b.buf)+len(data) > cap(b.buf) {
+		nb := make([]byte, len(b.buf), max(2*cap(b.buf), len(b.buf)+len(data)))
+		copy(nb, b.buf)
+		b.putLocked()
+		b.buf = nb
+	}
+	b.buf = append(b.buf, data...)
+}
+
+// putLocked gives the buffer back (its data is gone).
+func (b *requestBody) putLocked() {
+	if b.pooled != nil {
+		*b.pooled = b.buf[:0]
+		b.st.c.s.chunks.Put(b.pooled)
+		b.pooled = nil
+	}
+	b.buf, b.r = nil, 0
+}
+
+// consumedLocked counts n bytes read and returns the stream window to
+// give back now (0: not yet, or the client has ended the stream).
+func (b *requestBody) consumedLocked(n int64) int64 {
+	b.unsent += n
+	if b.remoteDone || b.unsent < b.threshold {
+		return 0
+	}
+	inc := b.unsent
+	b.unsent, b.avail = 0, b.avail+inc
+	return inc
+}
+
+func (b *requestBody) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	for b.r == len(b.buf) {
+		switch {
+		case b.err != nil:
+			err := b.err
+			if err == io.EOF {
+				b.copyTrailerLocked()
+			}
+			b.mu.Unlock()
+			return 0, err
+		case b.closed:
+			b.mu.Unlock()
+			return 0, errBodyClosed
+		case b.needsContinue:
+			b.needsContinue = false
+			b.mu.Unlock()
+			b.st.rw.writeContinue()
+			b.mu.Lock()
+		default:
+			b.waiters++
+			b.cond.Wait()
+			b.waiters--
+		}
+	}
+	n := copy(p, b.buf[b.r:])
+	if b.r += n; b.r == len(b.buf) {
+		b.buf = b.buf[:0]
+		b.putLocked()
+	}
+	inc := b.consumedLocked(int64(n))
+	b.mu.Unlock()
+	b.st.c.returnWindow(b.st, inc, int64(n), false)
+	return n, nil
+}
+
+// Close discards what is buffered; the client's further DATA is dropped
+// (and the connection window returned).
+func (b *requestBody) Close() error {
+	b.close()
+	return nil
+}
+
+func (b *requestBody) close() {
+	if b.st == nil {
+		return // HEADERS ended the stream: r.Body is http.NoBody
+	}
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return
+	}
+	b.closed = true
+	n := b.discardLocked()
+	b.mu.Unlock()
+	b.st.c.returnWindow(nil, 0, n, false)
+}
+
+func (b *requestBody) discardLocked() int64 {
+	n := int64(len(b.buf) - b.r)
+	b.putLocked()
+	if b.waiters > 0 {
+		b.cond.Broadcast()
+	}
+	return n
+}
+
+// end: the client ended the stream (read loop); trailer holds the
+// declared trailers it sent.
+func (b *requestBody) end(trailer map[string][]string) {
+	if b.st == nil {
+		return
+	}
+	b.mu.Lock()
+	b.remoteDone = true
+	b.trailer = trailer
+	if b.err == nil {
+		b.err = io.EOF
+	}
+	if b.waiters > 0 {
+		b.cond.Broadcast()
+	}
+	b.mu.Unlock()
+}
+
+// fail ends the body with err (stream reset, connection gone): buffered
+// data is dropped.
+func (b *requestBody) fail(err error) {
+	if b.st == nil {
+		return
+	}
+	b.mu.Lock()
+	b.err = err
+	n := b.discardLocked()
+	b.mu.Unlock()
+	b.st.c.returnWindow(nil, 0, n, false)
+}
+
+// expire ends the body at a read deadline; data already buffered can
+// still be read.
+func (b *requestBody) expire(err error) {
+	b.mu.Lock()
+	if b.err == nil {
+		b.err = err
+	}
+	if b.waiters > 0 {
+		b.cond.Broadcast()
+	}
+	b.mu.Unlock()
+}
+
+func (b *requestBody) copyTrailerLocked() {
+	if b.copied || b.trailer == nil {
+		return
+	}
+	b.copied = true
+	for k, v := range b.trailer {
+		b.st.req.Trailer[k] = v
+	}
+}
+
+// returnWindow gives back flow control: streamInc to st's window (0:
+// none), connN bytes to the connection's, batched. From the read loop the
+// frames leave with its next flush.
+func (c *conn) returnWindow(st *stream, streamInc, connN int64, readLoop bool) {
+	var connInc int64
+	if connN > 0 {
+		u := c.inUnsent.Add(connN)
+		if u >= int64(c.s.cfg.ConnWindowSize)/4 && c.inUnsent.CompareAndSwap(u, 0) {
+			connInc = u
+			c.inAvail.Add(u)
+		}
+	}
+	if streamInc == 0 && connInc == 0 {
+		return
+	}
+	w := &c.w
+	w.acquire()
+	if connInc > 0 {
+		w.writeWindowUpdate(0, uint32(connInc))
+	}
+	if streamInc > 0 {
+		w.writeWindowUpdate(st.id, uint32(streamInc))
+	}
+	if readLoop {
+		w.releaseLater()
+	} else {
+		w.release()
+	}
+}
