@@ -92,8 +92,8 @@ func testOversizedBodies(t *testing.T, am *attackMesh) {
 		{"retry route, Content-Length", h1, "/retry/cl", false},
 		{"retry route, chunked", h1, "/retry/chunked", true},
 		{"mirror route, Content-Length", h1, "/mirror/cl", false},
-		{"retry route, HTTP/2 (net/http path)", h2c, "/retry/h2", false},
-		{"mirror route, HTTP/2 (net/http path)", h2c, "/mirror/h2", false},
+		{"retry route, HTTP/2 (handler path)", h2c, "/retry/h2", false},
+		{"mirror route, HTTP/2 (handler path)", h2c, "/mirror/h2", false},
 	}
 	client := am.workload("client-v1")
 	clientPID, sinkPID := sidecarPID(t, "client-v1"), sidecarPID(t, "sink-v1")

@@ -18,9 +18,14 @@ type requestBody struct {
 	mu   sync.Mutex
 	cond sync.Cond
 
-	buf    []byte  // data is buf[r:]
-	pooled *[]byte // buf's pool entry, if it came from the pool
-	r      int
+	// Received data not read yet: pooled chunks of chunkSize, filled in
+	// order; it starts at (*segs[0])[r:]. A list of fixed chunks, not one
+	// growing buffer: a body that arrives faster than the handler reads
+	// holds up to the stream window without allocating (memory stays flat
+	// under a 50 MiB upload).
+	segs []*[]byte
+	r    int
+	size int // bytes buffered
 
 	err           error // once set, no more data comes (io.EOF, reset, deadline)
 	closed        bool  // the handler closed it, or returned
@@ -74,31 +79,55 @@ func (b *requestBody) write(c *conn, data []byte, length int64) error {
 }
 
 func (b *requestBody) appendLocked(c *conn, data []byte) {
-	if b.buf == nil {
-		b.pooled = c.s.chunks.Get().(*[]byte)
-		b.buf, b.r = (*b.pooled)[:0], 0
+	b.size += len(data)
+	for len(data) > 0 {
+		var last *[]byte
+		if n := len(b.segs); n > 0 && len(*b.segs[n-1]) < cap(*b.segs[n-1]) {
+			last = b.segs[n-1]
+		} else {
+			last = c.s.chunks.Get().(*[]byte)
+			*last = (*last)[:0]
+			b.segs = append(b.segs, last)
+		}
+		m := min(len(data), cap(*last)-len(*last))
+		*last = append(*last, data[:m]...)
+		data = data[m:]
 	}
-	if len(b.buf)+len(data) > cap(b.buf) && b.r > 0 {
-		n := copy(b.buf, b.buf[b.r:])
-		b.buf, b.r = b.buf[:n], 0
-	}
-	if len(b.buf)+len(data) > cap(b.buf) {
-		nb := make([]byte, len(b.buf), max(2*cap(b.buf), len(b.buf)+len(data)))
-		copy(nb, b.buf)
-		b.putLocked()
-		b.buf = nb
-	}
-	b.buf = append(b.buf, data...)
 }
 
-// putLocked gives the buffer back (its data is gone).
-func (b *requestBody) putLocked() {
-	if b.pooled != nil {
-		*b.pooled = b.buf[:0]
-		b.st.c.s.chunks.Put(b.pooled)
-		b.pooled = nil
+// readLocked copies buffered data into p, giving chunks back to the pool
+// as they empty.
+func (b *requestBody) readLocked(p []byte) int {
+	n := 0
+	for n < len(p) && b.size > 0 {
+		first := b.segs[0]
+		m := copy(p[n:], (*first)[b.r:])
+		n += m
+		b.r += m
+		b.size -= m
+		if b.r == len(*first) {
+			b.dropFirstLocked()
+		}
 	}
-	b.buf, b.r = nil, 0
+	return n
+}
+
+func (b *requestBody) dropFirstLocked() {
+	first := b.segs[0]
+	*first = (*first)[:0]
+	b.st.c.s.chunks.Put(first)
+	copy(b.segs, b.segs[1:])
+	b.segs[len(b.segs)-1] = nil
+	b.segs = b.segs[:len(b.segs)-1]
+	b.r = 0
+}
+
+// putLocked gives every chunk back (its data is gone).
+func (b *requestBody) putLocked() {
+	for len(b.segs) > 0 {
+		b.dropFirstLocked()
+	}
+	b.size = 0
 }
 
 // consumedLocked counts n bytes read and returns the stream window to
@@ -115,7 +144,7 @@ func (b *requestBody) consumedLocked(n int64) int64 {
 
 func (b *requestBody) Read(p []byte) (int, error) {
 	b.mu.Lock()
-	for b.r == len(b.buf) {
+	for b.size == 0 {
 		switch {
 		case b.err != nil:
 			err := b.err
@@ -138,11 +167,7 @@ func (b *requestBody) Read(p []byte) (int, error) {
 			b.waiters--
 		}
 	}
-	n := copy(p, b.buf[b.r:])
-	if b.r += n; b.r == len(b.buf) {
-		b.buf = b.buf[:0]
-		b.putLocked()
-	}
+	n := b.readLocked(p)
 	inc := b.consumedLocked(int64(n))
 	b.mu.Unlock()
 	b.st.c.returnWindow(b.st, inc, int64(n), false)
@@ -172,7 +197,7 @@ func (b *requestBody) close() {
 }
 
 func (b *requestBody) discardLocked() int64 {
-	n := int64(len(b.buf) - b.r)
+	n := int64(b.size)
 	b.putLocked()
 	if b.waiters > 0 {
 		b.cond.Broadcast()
