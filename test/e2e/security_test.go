@@ -57,6 +57,7 @@ func TestSecurity(t *testing.T) {
 		{"jwks-uri", testJWKSURI},
 		{"peer-authentication-rollout", testPeerRollout},
 		{"peer-authentication-port-disable", testPeerDisablePort},
+		{"peer-authentication-scopes", testPeerScopes},
 	}
 	for _, s := range steps {
 		sm.reset(t)
@@ -82,6 +83,8 @@ var securityPolicies = [][3]string{
 	{"requestauthentication", "default", "httpbin"},
 	{"peerauthentication", "istio-system", "default"},
 	{"peerauthentication", "default", "httpbin"},
+	{"peerauthentication", "default", "default"},
+	{"peerauthentication", "default", "httpbin-strict"},
 }
 
 func (sm *securityMesh) reset(t *testing.T) {
@@ -530,6 +533,49 @@ func testPeerRollout(t *testing.T, sm *securityMesh) {
 		t.Errorf("mesh traffic during the rollout: %d of %d failed (first: %v), want none of at least 50", failed.Load(), sent.Load(), firstErr.Load())
 	}
 	t.Logf("mesh traffic during the rollout: %d requests, %d failed", sent.Load(), failed.Load())
+}
+
+// testPeerScopes: the narrowest PeerAuthentication wins, as Istio
+// documents: workload (selector) over namespace over mesh-wide (root
+// namespace), whichever order they were applied in.
+func testPeerScopes(t *testing.T, sm *securityMesh) {
+	plaintext := func() error {
+		r, err := rawRequest(sm.inbound, nil, "GET /get HTTP/1.1\r\nHost: httpbin\r\nConnection: close\r\n\r\n")
+		if err != nil {
+			return err
+		}
+		if r.code != http.StatusOK {
+			return fmt.Errorf("%v", r)
+		}
+		return nil
+	}
+	mesh := func(when string) {
+		t.Helper()
+		if r, err := get(sm.sleep, nil, "/get"); err != nil || r.code != http.StatusOK {
+			t.Errorf("sleep → httpbin %s: %v %v, want 200", when, r, err)
+		}
+	}
+	sm.apply(t, "peer-namespace-permissive.yaml")
+	if err := plaintext(); err != nil {
+		t.Errorf("plaintext with namespace PERMISSIVE: %v, want 200", err)
+	}
+	mesh("with namespace PERMISSIVE")
+	sm.apply(t, "peer-strict.yaml") // mesh-wide STRICT: the namespace's policy still wins
+	if err := plaintext(); err != nil {
+		t.Errorf("plaintext with namespace PERMISSIVE under mesh-wide STRICT: %v, want 200", err)
+	}
+	sm.apply(t, "peer-workload-strict.yaml")
+	if err := plaintext(); err == nil {
+		t.Errorf("plaintext to httpbin with a workload STRICT policy in a PERMISSIVE namespace was served")
+	}
+	mesh("with workload STRICT")
+	if _, errOut, err := sm.cli("delete", "peerauthentication", "httpbin-strict", "-n", "default"); err != nil {
+		t.Fatalf("delete: %v %s", err, errOut)
+	}
+	sm.waitSynced(t)
+	if err := plaintext(); err != nil {
+		t.Errorf("plaintext after the workload policy was deleted: %v, want 200 (namespace PERMISSIVE again)", err)
+	}
 }
 
 // testPeerDisablePort: a port-level DISABLE makes httpbin's port plaintext
