@@ -88,6 +88,7 @@ listener per upstream. The join token is read from ` + api.EnvJoinToken + `.`,
 	f.DurationVar(&cfg.HeartbeatInterval, "heartbeat", 5*time.Second, "heartbeat interval")
 	f.DurationVar(&cfg.DrainTimeout, "drain-timeout", 5*time.Second, "how long in-flight requests may finish on shutdown")
 	f.IntVar(&mem.GCPercent, "gc-percent", sidecar.DefaultGCPercent, "Go GC percent (GOGC): heap growth over the live heap before a collection; -1 = off (needs --memory-limit). Default: $GOGC if set, else this")
+	f.BoolVar(&cfg.ReleaseStartupMemory, "release-startup-memory", true, "once ready, return start-up garbage to the OS and unmap the binary's pages only start-up touched (Linux; see docs/perf.md)")
 	f.StringVar(&mem.Limit, "memory-limit", "off", "Go soft memory limit (GOMEMLIMIT syntax: 48MiB, 1GiB, off); counts the runtime's own memory, not the binary's file pages. Default: $GOMEMLIMIT if set, else off")
 	for _, name := range []string{"name", "service", "app", "inbound"} {
 		_ = cmd.MarkFlagRequired(name)

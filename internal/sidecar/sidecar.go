@@ -23,6 +23,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/trellis-mesh/trellis/internal/api"
+	"github.com/trellis-mesh/trellis/internal/memtrim"
 	"github.com/trellis-mesh/trellis/internal/model"
 	"github.com/trellis-mesh/trellis/internal/proxy"
 	xdsclient "github.com/trellis-mesh/trellis/internal/xds/client"
@@ -39,6 +40,10 @@ type Config struct {
 	HeartbeatInterval time.Duration
 	DrainTimeout      time.Duration
 	Logger            *slog.Logger
+
+	// ReleaseStartupMemory: once ready, give back the memory only start-up
+	// needed (internal/memtrim). `trellis proxy` turns it on by default.
+	ReleaseStartupMemory bool
 }
 
 // Sidecar is one running sidecar.
@@ -122,6 +127,9 @@ func (s *Sidecar) Run(ctx context.Context) error {
 	})
 	bg.Go(func() { s.id.rotate(runCtx, spiffeID) })
 	bg.Go(func() { s.heartbeat(runCtx) })
+	if s.cfg.ReleaseStartupMemory {
+		bg.Go(func() { s.releaseStartupMemory(runCtx) })
+	}
 	s.logger.Info("sidecar joined the mesh", "workload", w.Name, "identity", spiffeID.String(), "xds", xdsAddr)
 
 	<-ctx.Done()
@@ -250,6 +258,42 @@ func (s *Sidecar) heartbeat(ctx context.Context) {
 			return
 		case <-t.C:
 		}
+	}
+}
+
+// startupSettle is how long after first becoming ready the sidecar releases
+// its start-up memory: by then the first configuration is applied and what
+// building it allocated is garbage.
+const startupSettle = 2 * time.Second
+
+// releaseStartupMemory waits until the sidecar is ready, then once returns
+// the garbage of start-up to the OS and unmaps the binary's pages that
+// package initialisation touched (internal/memtrim; docs/perf.md, "Sidecar
+// memory": about two thirds of an idle sidecar's RSS).
+func (s *Sidecar) releaseStartupMemory(ctx context.Context) {
+	t := time.NewTicker(probeInterval)
+	defer t.Stop()
+	for ready, _ := s.ready(); !ready; ready, _ = s.ready() {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+	select {
+	case <-ctx.Done():
+		return
+	case <-time.After(startupSettle):
+	}
+	res, err := memtrim.Release()
+	switch {
+	case errors.Is(err, errors.ErrUnsupported):
+		s.logger.Debug("start-up memory: only the heap part is implemented on this OS")
+	case err != nil:
+		s.logger.Warn("releasing start-up memory", "err", err, "executable_bytes_unmapped", res.FileResident)
+	default:
+		s.logger.Info("released start-up memory", "executable_bytes_unmapped", res.FileResident,
+			"mappings", res.Mappings, "heap_bytes_returned", res.HeapReleased)
 	}
 }
 

@@ -26,6 +26,10 @@ func TestProtocols(t *testing.T) {
 	m := startMesh(t, "examples/protocols/mesh.yaml")
 	caller := m.workload("caller-v1")
 
+	// First, so that everything after it runs on a sidecar whose start-up
+	// pages were unmapped (internal/memtrim).
+	t.Run("start-up memory released", func(t *testing.T) { testStartupMemoryReleased(t, m, "caller-v1") })
+
 	t.Run("gRPC", func(t *testing.T) {
 		conn, err := grpc.NewClient(caller.Upstreams["grpc-echo"], grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
