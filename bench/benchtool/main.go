@@ -142,7 +142,8 @@ var hostPort = regexp.MustCompile(`^[0-9A-Za-z.:\[\]-]+:[0-9]+$`)
 
 // status prints, for run.sh to eval: READY (true when both workloads are
 // ready), CLIENT_OUTBOUND (the client's local port for the backend service),
-// BACKEND_APP and BACKEND_INBOUND. Values are checked to be host:port.
+// BACKEND_APP, BACKEND_INBOUND and both admin ports (CLIENT_ADMIN,
+// BACKEND_ADMIN). Values are checked to be host:port.
 func status(file, client, backend string) error {
 	data, err := os.ReadFile(file)
 	if err != nil {
@@ -168,9 +169,11 @@ func status(file, client, backend string) error {
 		"CLIENT_OUTBOUND": c.Upstreams[b.Service],
 		"BACKEND_APP":     b.App,
 		"BACKEND_INBOUND": b.Inbound,
+		"CLIENT_ADMIN":    c.Admin,
+		"BACKEND_ADMIN":   b.Admin,
 	}
 	ready := c.Ready && b.Ready
-	for _, k := range []string{"CLIENT_OUTBOUND", "BACKEND_APP", "BACKEND_INBOUND"} {
+	for _, k := range []string{"CLIENT_OUTBOUND", "BACKEND_APP", "BACKEND_INBOUND", "CLIENT_ADMIN", "BACKEND_ADMIN"} {
 		v := out[k]
 		if !hostPort.MatchString(v) {
 			ready = false
