@@ -164,7 +164,7 @@ func decodeChunked(src *connReader, body []byte, limit int64, pool *bodyPool) ([
 		case !ok:
 			return fail(errChunk)
 		case size == 0:
-			if err := skipTrailers(src); err != nil {
+			if err := copyTrailers(nil, src); err != nil {
 				return fail(err)
 			}
 			return body, nil
@@ -189,27 +189,6 @@ func decodeChunked(src *connReader, body []byte, limit int64, pool *bodyPool) ([
 		}
 		if len(line) != 0 {
 			return fail(errChunk)
-		}
-	}
-}
-
-// skipTrailers reads the trailer section after the last chunk, checked as
-// copyTrailers checks it.
-func skipTrailers(src *connReader) error {
-	total := 0
-	for {
-		line, err := src.readLine(maxHeaderBytes)
-		if err != nil {
-			return eofIsUnexpected(err)
-		}
-		total += len(line) + 2
-		switch {
-		case total > maxHeaderBytes:
-			return errChunk
-		case len(line) == 0:
-			return nil
-		case !validFieldLine(line):
-			return errChunk
 		}
 	}
 }
