@@ -6,15 +6,15 @@ import (
 	"github.com/trellis-mesh/trellis/internal/xds/resources"
 )
 
-// build validates set and translates it into a runtimeConfig. prev (may be
-// nil) supplies upstream transports to carry over for unchanged clusters.
-// It has no side effects besides registering stats names.
+// build validates set and translates it into a runtimeConfig (its applied
+// set is for the caller to add). prev (may be nil) supplies upstream
+// transports to carry over for unchanged clusters. It has no side effects
+// besides registering stats names.
 func (p *Proxy) build(set *resources.Set, prev *runtimeConfig) (*runtimeConfig, error) {
 	if set == nil {
 		return nil, fmt.Errorf("nil resource set")
 	}
 	cfg := &runtimeConfig{
-		set:       set,
 		listeners: make(map[string]*listenerConfig, len(set.Listeners)),
 		routes:    make(map[string]*routeTable, len(set.Routes)),
 		clusters:  make(map[string]*cluster, len(set.Clusters)),
@@ -80,7 +80,7 @@ func (p *Proxy) build(set *resources.Set, prev *runtimeConfig) (*runtimeConfig, 
 	// building must not change what the running config uses.
 	for name, c := range cfg.clusters {
 		old := prev.cluster(name)
-		if old != nil && old.state.fingerprint == c.policy.fingerprint() {
+		if old != nil && old.state.policy.equal(&c.policy) {
 			c.state = old.state
 		} else {
 			c.state = newClusterState(c.policy, c.stats)

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"fmt"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -20,13 +19,13 @@ type clusterPolicy struct {
 	budget  retry.BudgetConfig
 }
 
-// fingerprint identifies the settings a clusterState depends on.
-func (p *clusterPolicy) fingerprint() string {
-	od := "none"
-	if p.outlier != nil {
-		od = fmt.Sprintf("%+v", *p.outlier)
+// equal reports whether q has the same settings: a clusterState made for p
+// serves q unchanged.
+func (p *clusterPolicy) equal(q *clusterPolicy) bool {
+	if (p.outlier == nil) != (q.outlier == nil) || p.outlier != nil && *p.outlier != *q.outlier {
+		return false
 	}
-	return fmt.Sprintf("lb=%+v limits=%+v od=%s budget=%+v", p.lb, p.limits, od, p.budget)
+	return p.lb == q.lb && p.limits == q.limits && p.budget == q.budget
 }
 
 // endpoint is one upstream host of a cluster. It is kept, by address, across
@@ -43,8 +42,8 @@ func (e *endpoint) ActiveRequests() int64 { return e.active.Load() }
 
 // clusterState is the mutable runtime of a cluster's policies: balancer,
 // breaker gauges, retry budget and outlier detector. Configs whose cluster
-// keeps the same policy fingerprint share it (build.go); a changed setting
-// gets a fresh one. Requests only read it through lock-free paths; mu
+// keeps an equal policy share it (build.go); a changed setting gets a fresh
+// one. Requests only read it through lock-free paths; mu
 // serializes endpoint-set rebuilds.
 //
 //	EDS update (commit) ─┐            ┌─ outlier ejection / return
@@ -53,7 +52,6 @@ func (e *endpoint) ActiveRequests() int64 { return e.active.Load() }
 //	                                 (all, below healthy_panic_threshold)
 //	                                 ─► lb.SetHosts (ring/table built here)
 type clusterState struct {
-	fingerprint string
 	policy      clusterPolicy
 	lb          *lb.Balancer[*endpoint]
 	br          *breaker.Breaker
@@ -61,20 +59,17 @@ type clusterState struct {
 	od          *outlier.Detector // nil: no outlier detection
 	trackActive bool              // LEAST_REQUEST: count requests in flight
 
-	mu     sync.Mutex
-	all    []*endpoint
-	byAddr map[string]*endpoint
+	mu  sync.Mutex
+	all []*endpoint // in EDS order, without duplicates
 }
 
 func newClusterState(pol clusterPolicy, stats *endpointStats) *clusterState {
 	s := &clusterState{
-		fingerprint: pol.fingerprint(),
 		policy:      pol,
 		lb:          lb.New[*endpoint](pol.lb),
 		br:          breaker.New(pol.limits),
 		budget:      retry.NewBudget(pol.budget, nil),
 		trackActive: pol.lb.Policy == lb.LeastRequest,
-		byAddr:      map[string]*endpoint{},
 	}
 	if pol.outlier != nil {
 		s.od = outlier.New(*pol.outlier, outlier.Options{OnChange: s.onOutlierChange, Counters: &stats.outlier})
@@ -83,23 +78,29 @@ func newClusterState(pol clusterPolicy, stats *endpointStats) *clusterState {
 }
 
 // setEndpoints replaces the endpoint set (healthy EDS endpoints, in order).
+// Endpoints that stay keep their state. The index by address lives only
+// here: a map kept per cluster would cost more than its endpoints.
 func (s *clusterState) setEndpoints(addrs []string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	old := make(map[string]*endpoint, len(s.all))
+	for _, e := range s.all {
+		old[e.addr] = e
+	}
 	all := make([]*endpoint, 0, len(addrs))
-	byAddr := make(map[string]*endpoint, len(addrs))
+	seen := make(map[string]struct{}, len(addrs))
 	for _, a := range addrs {
-		if _, dup := byAddr[a]; dup {
+		if _, dup := seen[a]; dup {
 			continue
 		}
-		e := s.byAddr[a]
+		seen[a] = struct{}{}
+		e := old[a]
 		if e == nil {
 			e = &endpoint{addr: a}
 		}
 		all = append(all, e)
-		byAddr[a] = e
 	}
-	s.all, s.byAddr = all, byAddr
+	s.all = all
 	if s.od != nil {
 		hosts := make([]*outlier.Host, len(all))
 		for i, e := range all {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/trellis-mesh/trellis/internal/proxy/breaker"
 	"github.com/trellis-mesh/trellis/internal/proxy/lb"
+	"github.com/trellis-mesh/trellis/internal/proxy/outlier"
 	"github.com/trellis-mesh/trellis/internal/proxy/proxytest"
 	"github.com/trellis-mesh/trellis/internal/proxy/retry"
 	"github.com/trellis-mesh/trellis/internal/xds/resources"
@@ -28,6 +29,18 @@ func testCluster(addrs []string) *cluster {
 	c.state = newClusterState(pol, c.stats)
 	c.state.setEndpoints(addrs)
 	return c
+}
+
+// endpointAt returns the endpoint of s with address addr, nil if none.
+func endpointAt(s *clusterState, addr string) *endpoint {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, e := range s.all {
+		if e.addr == addr {
+			return e
+		}
+	}
+	return nil
 }
 
 // TestClusterStateCarriedOver: an update that changes only endpoints keeps
@@ -52,7 +65,7 @@ func TestClusterStateCarriedOver(t *testing.T) {
 	cfg1.commitClusters(nil)
 	defer cfg1.stopClusters()
 	st := cfg1.clusters[outCluster].state
-	e1 := st.byAddr["10.0.0.1:80"]
+	e1 := endpointAt(st, "10.0.0.1:80")
 	st.report(e1, 503) // ejects 10.0.0.1
 	if !e1.od.Ejected() {
 		t.Fatal("endpoint not ejected")
@@ -72,10 +85,10 @@ func TestClusterStateCarriedOver(t *testing.T) {
 		t.Errorf("before commit the running config still has its endpoints: %d usable, want 1", got)
 	}
 	cfg2.commitClusters(cfg1)
-	if st.byAddr["10.0.0.1:80"] != e1 || !e1.od.Ejected() {
+	if endpointAt(st, "10.0.0.1:80") != e1 || !e1.od.Ejected() {
 		t.Error("the ejected endpoint that stayed lost its outlier state")
 	}
-	if _, ok := st.byAddr["10.0.0.2:80"]; ok {
+	if endpointAt(st, "10.0.0.2:80") != nil {
 		t.Error("removed endpoint still in the state")
 	}
 	if hosts := st.lb.Hosts(); len(hosts) != 1 || hosts[0].addr != "10.0.0.3:80" {
@@ -95,11 +108,11 @@ func TestClusterStateCarriedOver(t *testing.T) {
 	}
 	cfg3.commitClusters(cfg2)
 	defer cfg3.stopClusters()
-	if fresh.br.Requests.InUse() != 0 || fresh.byAddr["10.0.0.1:80"].od.Ejected() {
+	if fresh.br.Requests.InUse() != 0 || endpointAt(fresh, "10.0.0.1:80").od.Ejected() {
 		t.Error("fresh state inherited gauges or ejections")
 	}
 	// The old state's detector was stopped at commit: it ejects no more.
-	e3 := st.byAddr["10.0.0.3:80"]
+	e3 := endpointAt(st, "10.0.0.3:80")
 	st.report(e3, 503)
 	if e3.od.Ejected() {
 		t.Error("the replaced state's detector still ejects")
@@ -192,5 +205,64 @@ func TestBuildResilienceFields(t *testing.T) {
 				t.Errorf("error %v, want one containing %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestClusterPolicyEqual: a state is carried over only for equal settings;
+// outlier settings compare by value.
+func TestClusterPolicyEqual(t *testing.T) {
+	base := func() clusterPolicy {
+		od := outlier.DefaultConfig()
+		return clusterPolicy{lb: lb.DefaultConfig(), limits: breaker.DefaultThresholds(), outlier: &od, budget: retry.DefaultBudget()}
+	}
+	cases := map[string]struct {
+		change func(*clusterPolicy)
+		equal  bool
+	}{
+		"same values, other outlier pointer": {func(p *clusterPolicy) { od := *p.outlier; p.outlier = &od }, true},
+		"lb policy":                          {func(p *clusterPolicy) { p.lb.Policy = lb.Random }, false},
+		"panic threshold":                    {func(p *clusterPolicy) { p.lb.PanicThreshold = 0 }, false},
+		"limits":                             {func(p *clusterPolicy) { p.limits.MaxRetries++ }, false},
+		"budget":                             {func(p *clusterPolicy) { p.budget.TTL++ }, false},
+		"outlier off":                        {func(p *clusterPolicy) { p.outlier = nil }, false},
+		"outlier setting":                    {func(p *clusterPolicy) { od := *p.outlier; od.Consecutive5xx++; p.outlier = &od }, false},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			a, b := base(), base()
+			tc.change(&b)
+			if got := a.equal(&b); got != tc.equal {
+				t.Errorf("equal = %v, want %v", got, tc.equal)
+			}
+			if got := b.equal(&a); got != tc.equal {
+				t.Errorf("reversed: equal = %v, want %v", got, tc.equal)
+			}
+		})
+	}
+}
+
+// TestSetEndpointsKeepsStateAndDropsDuplicates: an address listed twice is
+// one endpoint (new or kept), and endpoints that stay are the same objects.
+func TestSetEndpointsKeepsStateAndDropsDuplicates(t *testing.T) {
+	c := testCluster([]string{"10.0.0.1:80", "10.0.0.2:80", "10.0.0.1:80"})
+	st := c.state
+	if len(st.all) != 2 {
+		t.Fatalf("%d endpoints, want 2", len(st.all))
+	}
+	e1 := endpointAt(st, "10.0.0.1:80")
+	e1.active.Add(3)
+	st.setEndpoints([]string{"10.0.0.3:80", "10.0.0.1:80", "10.0.0.3:80", "10.0.0.1:80"})
+	var got []string
+	for _, e := range st.all {
+		got = append(got, e.addr)
+	}
+	if strings.Join(got, ",") != "10.0.0.3:80,10.0.0.1:80" {
+		t.Errorf("endpoints = %v, want 10.0.0.3:80,10.0.0.1:80", got)
+	}
+	if endpointAt(st, "10.0.0.1:80") != e1 || e1.active.Load() != 3 {
+		t.Error("the endpoint that stayed lost its state")
+	}
+	if hosts := st.lb.Hosts(); len(hosts) != 2 {
+		t.Errorf("balancer has %d hosts, want 2", len(hosts))
 	}
 }

@@ -11,13 +11,12 @@ import (
 	"github.com/trellis-mesh/trellis/internal/proxy/lb"
 	"github.com/trellis-mesh/trellis/internal/proxy/pathnorm"
 	"github.com/trellis-mesh/trellis/internal/proxy/retry"
-	"github.com/trellis-mesh/trellis/internal/xds/resources"
 )
 
 // runtimeConfig is the immutable translation of one resources.Set. Requests
 // load it once through Proxy.cfg and never see a half-applied update.
 type runtimeConfig struct {
-	set       *resources.Set
+	applied   *appliedSet // what it was built from, for /config_dump (dump.go)
 	listeners map[string]*listenerConfig
 	routes    map[string]*routeTable // RDS resources by name
 	clusters  map[string]*cluster

@@ -33,13 +33,21 @@ type h1Server struct {
 	mh     int       // max header bytes
 	legacy bool      // every connection goes to net/http (TRELLIS_PROXY_LEGACY_HTTP1)
 
-	slow     *http.Server
-	handoff  *handoffListener
-	slowDone chan struct{}
+	// The slow path's net/http server starts with the first connection
+	// handed to it, and the HTTP/2 server with the first HTTP/2
+	// connection: most listeners of a sidecar never serve either, and an
+	// idle pair costs ~3.5 kB of heap and a goroutine per listener.
+	slowMu     sync.Mutex
+	slow       *http.Server     // nil until the first handoff
+	handoff    *handoffListener // set with slow
+	slowDone   chan struct{}    // closed when slow's Serve returns
+	slowClosed bool             // shutdown began: no more handoffs
 
-	h2         *h2srv.Server      // HTTP/2 connections (h2serve.go); nil: net/http's
+	h2Mu       sync.Mutex
+	h2         *h2srv.Server      // HTTP/2 connections (h2serve.go); nil until the first
 	drain      context.Context    // cancelled when shutdown starts: HTTP/2 drains
 	startDrain context.CancelFunc // (GOAWAY); s.ctx ending closes them
+	h2Drained  bool               // shutdown began: drain is cancelled at once
 
 	draining atomic.Bool
 	conns    connSet[*downConn]
@@ -49,25 +57,18 @@ type h1Server struct {
 func (p *Proxy) newH1Server(lc *listenerConfig, ln net.Listener) *h1Server {
 	s := &h1Server{
 		p: p, name: lc.name, ln: ln, mh: maxHeaderBytes,
-		slow:     p.newHTTPServer(lc, true),
-		handoff:  newHandoffListener(ln.Addr()),
-		slowDone: make(chan struct{}),
 	}
 	s.ctx, s.cancel = context.WithCancel(p.ctx)
 	if lc.maxHeaderKB > 0 && int(lc.maxHeaderKB)<<10 < s.mh {
 		s.mh = int(lc.maxHeaderKB) << 10
 	}
-	s.initH2(lc) // h2serve.go
 	return s
 }
 
-// serve accepts until the listener closes. The slow-path server runs beside
-// it on the handoff listener and stops in shutdown.
+// serve accepts until the listener closes. The slow-path server, once
+// started (handOff), runs beside it on the handoff listener and stops in
+// shutdown.
 func (s *h1Server) serve() error {
-	go func() {
-		defer close(s.slowDone)
-		_ = s.slow.Serve(s.handoff)
-	}()
 	var delay time.Duration
 	for {
 		c, err := s.ln.Accept()
@@ -120,7 +121,7 @@ func (s *h1Server) handle(c net.Conn) {
 			return
 		}
 		// net/http sets its own deadlines, and sees a *tls.Conn as TLS.
-		handedOff = s.handoff.push(d.replayed())
+		handedOff = s.handOff(lc, d.replayed())
 		return
 	}
 	dc := s.newDownConn(c, d.state)
@@ -138,7 +139,7 @@ func (s *h1Server) handle(c net.Conn) {
 	if handoff {
 		_ = c.SetDeadline(time.Time{})   // net/http sets its own; an upgrade may last
 		if !s.serveH2(c, d.state, pre) { // h2c prior knowledge (h2serve.go)
-			handedOff = s.handoff.push(&prefixConn{Conn: c, pre: pre, tlsState: d.state})
+			handedOff = s.handOff(lc, &prefixConn{Conn: c, pre: pre, tlsState: d.state})
 		}
 	}
 }
@@ -149,15 +150,21 @@ func (s *h1Server) handle(c net.Conn) {
 func (s *h1Server) shutdown(ctx context.Context) {
 	_ = s.ln.Close()
 	s.draining.Store(true)
-	s.startDrain() // HTTP/2 connections of h2srv: GOAWAY
+	s.drainH2() // HTTP/2 connections of h2srv: GOAWAY (h2serve.go)
 	s.conns.each((*downConn).wakeIfIdle)
 	done := make(chan struct{})
 	go func() {
 		s.wg.Wait()
 		close(done)
 	}()
-	if err := s.slow.Shutdown(ctx); err != nil {
-		_ = s.slow.Close()
+	s.slowMu.Lock()
+	s.slowClosed = true
+	slow, slowDone := s.slow, s.slowDone
+	s.slowMu.Unlock()
+	if slow != nil {
+		if err := slow.Shutdown(ctx); err != nil {
+			_ = slow.Close()
+		}
 	}
 	select {
 	case <-done:
@@ -171,8 +178,34 @@ func (s *h1Server) shutdown(ctx context.Context) {
 		}
 	})
 	<-done
-	_ = s.slow.Close() // connections handed off while shutting down
-	<-s.slowDone
+	if slow != nil {
+		_ = slow.Close() // connections handed off while shutting down
+		<-slowDone
+	}
+}
+
+// handOff passes c to the listener's net/http server, starting the server
+// with the first connection (lc: the listener's current config). false:
+// shutdown began, the caller closes c.
+func (s *h1Server) handOff(lc *listenerConfig, c net.Conn) bool {
+	s.slowMu.Lock()
+	if s.slowClosed {
+		s.slowMu.Unlock()
+		return false
+	}
+	if s.slow == nil {
+		s.slow = s.p.newHTTPServer(lc, true)
+		s.handoff = newHandoffListener(s.ln.Addr())
+		s.slowDone = make(chan struct{})
+		slow, l, done := s.slow, s.handoff, s.slowDone
+		go func() {
+			defer close(done)
+			_ = slow.Serve(l)
+		}()
+	}
+	l := s.handoff
+	s.slowMu.Unlock()
+	return l.push(c)
 }
 
 // handoffListener feeds connections to the net/http server of the slow path.

@@ -501,7 +501,11 @@ func TestParseConfigDumpRoundTrip(t *testing.T) {
 	for _, name := range []string{"vs-fault.golden.json", "rl-ratelimit.golden.json", "tcp.golden.json"} {
 		set := golden(t, name)
 		p := newProxy(t, proxytest.NewCA(t, trustDomain).Identity(t, clientID))
-		p.cfg.Store(&runtimeConfig{set: set})
+		applied, err := encodeSet(set)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.cfg.Store(&runtimeConfig{applied: applied})
 		dump, err := p.ConfigDump()
 		if err != nil {
 			t.Fatal(err)

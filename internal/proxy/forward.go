@@ -8,6 +8,7 @@ import (
 	"net/http/httputil"
 	"sync"
 
+	"github.com/trellis-mesh/trellis/internal/proxy/h2srv"
 	"github.com/trellis-mesh/trellis/internal/proxy/lb"
 	"github.com/trellis-mesh/trellis/internal/proxy/retry"
 )
@@ -39,12 +40,16 @@ type targetKey struct{}
 // reverseProxyForwarder forwards with httputil.ReverseProxy: hop-by-hop
 // headers stripped, trailers passed through, streamed bodies flushed
 // immediately, upgrades supported. The transport is the cluster's pooled one.
+// Requests the sidecar's own HTTP/2 server serves take forwardH2
+// (h2forward.go) instead: the same steps without ReverseProxy's copies.
 type reverseProxyForwarder struct {
-	rp *httputil.ReverseProxy
+	p    *Proxy
+	rp   *httputil.ReverseProxy
+	bufs *copyBuffers
 }
 
 func newReverseProxyForwarder(p *Proxy) *reverseProxyForwarder {
-	f := &reverseProxyForwarder{}
+	f := &reverseProxyForwarder{p: p, bufs: &copyBuffers{}}
 	f.rp = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			t := pr.In.Context().Value(targetKey{}).(*forwardTarget)
@@ -58,7 +63,7 @@ func newReverseProxyForwarder(p *Proxy) *reverseProxyForwarder {
 		Transport: roundTripFunc(clusterRoundTrip),
 		// Without a pool ReverseProxy allocates a 32 KiB copy buffer per
 		// request: 82% of the sidecar's allocated bytes under load.
-		BufferPool: &copyBuffers{},
+		BufferPool: f.bufs,
 		// Bodies of unknown length (streams, gRPC) are flushed on every write
 		// by ReverseProxy itself. A non-zero interval would also flush the
 		// headers of a body-less response early, which breaks gRPC
@@ -66,36 +71,50 @@ func newReverseProxyForwarder(p *Proxy) *reverseProxyForwarder {
 		FlushInterval: 0,
 		ErrorLog:      log.New(&serverLog{log: p.log, stats: &endpointStats{}}, "", 0),
 		ModifyResponse: func(res *http.Response) error {
-			t := res.Request.Context().Value(targetKey{}).(*forwardTarget)
-			t.listenerStats.response(res.StatusCode)
-			t.cluster.stats.response(res.StatusCode)
-			if t.setCookie != "" {
-				res.Header.Add("Set-Cookie", t.setCookie)
-			}
+			f.onResponse(res.Request.Context().Value(targetKey{}).(*forwardTarget), res)
 			return nil
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			t := r.Context().Value(targetKey{}).(*forwardTarget)
-			if errors.Is(context.Cause(r.Context()), context.Canceled) && p.ctx.Err() == nil {
-				// The caller hung up (the proxy itself is still running, so
-				// it was not a shutdown): nobody reads a reply, and the
-				// upstream did nothing wrong.
-				t.listenerStats.downstreamGone.Add(1)
-				t.cluster.stats.downstreamGone.Add(1)
-				return
-			}
-			code, reason := classifyUpstreamError(r.Context(), err)
-			t.listenerStats.response(code)
-			t.cluster.stats.response(code)
-			p.log.Debug("upstream request failed", "cluster", t.cluster.name, "endpoint", t.endpoint,
-				"reason", reason, "error", err, "cause", context.Cause(r.Context()))
-			localReply(w, r, code, reason)
+			f.onError(w, r, r.Context().Value(targetKey{}).(*forwardTarget), err)
 		},
 	}
 	return f
 }
 
+// onResponse counts an upstream response and adds a generated hash
+// cookie (ReverseProxy's ModifyResponse).
+func (f *reverseProxyForwarder) onResponse(t *forwardTarget, res *http.Response) {
+	t.listenerStats.response(res.StatusCode)
+	t.cluster.stats.response(res.StatusCode)
+	if t.setCookie != "" {
+		res.Header.Add("Set-Cookie", t.setCookie)
+	}
+}
+
+// onError answers a request whose upstream exchange failed (ReverseProxy's
+// ErrorHandler); r is the outgoing request.
+func (f *reverseProxyForwarder) onError(w http.ResponseWriter, r *http.Request, t *forwardTarget, err error) {
+	p := f.p
+	if errors.Is(context.Cause(r.Context()), context.Canceled) && p.ctx.Err() == nil {
+		// The caller hung up (the proxy itself is still running, so
+		// it was not a shutdown): nobody reads a reply, and the
+		// upstream did nothing wrong.
+		t.listenerStats.downstreamGone.Add(1)
+		t.cluster.stats.downstreamGone.Add(1)
+		return
+	}
+	code, reason := classifyUpstreamError(r.Context(), err)
+	t.listenerStats.response(code)
+	t.cluster.stats.response(code)
+	p.log.Debug("upstream request failed", "cluster", t.cluster.name, "endpoint", t.endpoint,
+		"reason", reason, "error", err, "cause", context.Cause(r.Context()))
+	localReply(w, r, code, reason)
+}
+
 func (f *reverseProxyForwarder) forward(w http.ResponseWriter, r *http.Request, t *forwardTarget) {
+	if hw, ok := ownH2Writer(w); ok && f.forwardH2(w, hw, r, t) {
+		return
+	}
 	r = r.WithContext(context.WithValue(r.Context(), targetKey{}, t))
 	f.rp.ServeHTTP(w, r)
 }
@@ -105,24 +124,42 @@ func clusterRoundTrip(r *http.Request) (*http.Response, error) {
 	return t.roundTrip(r)
 }
 
-// copyBuffers recycles body copy buffers across requests.
-type copyBuffers struct{ pool sync.Pool }
+// copyBuffers recycles body copy buffers across requests. ReverseProxy's
+// BufferPool interface passes bare slices: their boxes are recycled too, so
+// that Put does not allocate one.
+type copyBuffers struct{ bufs, boxes sync.Pool }
 
 const copyBufferSize = 32 << 10
 
-func (b *copyBuffers) Get() []byte {
-	if buf, ok := b.pool.Get().(*[]byte); ok {
-		return *buf
+// get returns a buffer of copyBufferSize bytes.
+func (b *copyBuffers) get() *[]byte {
+	if buf, ok := b.bufs.Get().(*[]byte); ok {
+		return buf
 	}
-	return make([]byte, copyBufferSize)
+	buf := make([]byte, copyBufferSize)
+	return &buf
+}
+
+func (b *copyBuffers) put(buf *[]byte) { b.bufs.Put(buf) }
+
+func (b *copyBuffers) Get() []byte {
+	box := b.get()
+	buf := *box
+	*box = nil
+	b.boxes.Put(box)
+	return buf
 }
 
 func (b *copyBuffers) Put(buf []byte) {
 	if cap(buf) != copyBufferSize {
 		return
 	}
-	buf = buf[:copyBufferSize]
-	b.pool.Put(&buf)
+	box, ok := b.boxes.Get().(*[]byte)
+	if !ok {
+		box = new([]byte)
+	}
+	*box = buf[:copyBufferSize]
+	b.bufs.Put(box)
 }
 
 type roundTripFunc func(*http.Request) (*http.Response, error)
@@ -131,7 +168,7 @@ func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { retu
 
 // classifyUpstreamError maps a failed upstream exchange to a local reply.
 func classifyUpstreamError(ctx context.Context, err error) (int, string) {
-	if context.Cause(ctx) == errStreamIdle {
+	if c := context.Cause(ctx); c == errStreamIdle || c == h2srv.ErrStreamIdle {
 		return http.StatusRequestTimeout, reasonStreamIdle // streamidle.go
 	}
 	if context.Cause(ctx) == errRouteTimeout || errors.Is(err, errPerTryTimeout) {

@@ -22,17 +22,39 @@ import (
 //
 // The connection stays counted in the listener's active connections by
 // handle, as fast-path connections are. The stream idle timeout is the
-// handler's (streamidle.go: the chain's HCM setting, current config), so
-// h2srv's own is off; the other limits are the listener's net/http ones.
+// chain's HCM setting in the current config, which the handler gives each
+// forwarded stream (streamidle.go: WatchIdle), so h2srv's connection-wide
+// one is off; the other limits are the listener's net/http ones. Requests
+// are forwarded by forwardH2 (h2forward.go) rather than ReverseProxy.
 
-// initH2 builds the listener's HTTP/2 server, unless net/http serves h2.
-// drain is cancelled when shutdown starts.
-func (s *h1Server) initH2(lc *listenerConfig) {
-	s.drain, s.startDrain = context.WithCancel(s.ctx)
-	if s.p.netHTTP2 || s.p.legacyHTTP1 {
-		return
+// h2Server returns the listener's HTTP/2 server and the context whose end
+// drains its connections, both made with the listener's first HTTP/2
+// connection. drain is cancelled when shutdown starts (drainH2).
+func (s *h1Server) h2Server() (srv *h2srv.Server, drain context.Context) {
+	s.h2Mu.Lock()
+	defer s.h2Mu.Unlock()
+	if s.h2 == nil {
+		s.drain, s.startDrain = context.WithCancel(s.ctx)
+		if s.h2Drained {
+			s.startDrain()
+		}
+		s.h2 = s.newH2Server()
 	}
-	s.h2 = h2srv.New(h2srv.Config{
+	return s.h2, s.drain
+}
+
+// drainH2 sends GOAWAY on the listener's HTTP/2 connections (at shutdown).
+func (s *h1Server) drainH2() {
+	s.h2Mu.Lock()
+	defer s.h2Mu.Unlock()
+	s.h2Drained = true
+	if s.startDrain != nil {
+		s.startDrain()
+	}
+}
+
+func (s *h1Server) newH2Server() *h2srv.Server {
+	return h2srv.New(h2srv.Config{
 		MaxConcurrentStreams: maxConcurrentStreams,
 		MaxHeaderBytes:       s.mh,
 		// A client that sends a header block under the limit in one frame
@@ -41,16 +63,17 @@ func (s *h1Server) initH2(lc *listenerConfig) {
 		IdleTimeout:       idleTimeout,
 		ReadHeaderTimeout: readHeaderTimeout,
 		StreamIdleTimeout: -1,
-		Logger:            s.p.log.With("listener", lc.name),
-		Stats:             &h2Stats{s: lc.stats},
+		Logger:            s.p.log.With("listener", s.name),
+		Stats:             &h2Stats{s: s.p.stats.listener(s.name)},
 	})
 }
 
 // serveH2 serves c with h2srv when it is an HTTP/2 connection the sidecar
-// serves itself: TLS with ALPN h2 (pre nil), or plaintext whose first bytes,
-// pre, are the h2c preface. false: not one; the caller hands c to net/http.
+// serves itself (unless net/http serves h2: Options.NetHTTP2 or legacy
+// mode): TLS with ALPN h2 (pre nil), or plaintext whose first bytes, pre,
+// are the h2c preface. false: not one; the caller hands c to net/http.
 func (s *h1Server) serveH2(c net.Conn, state *tls.ConnectionState, pre []byte) bool {
-	if s.h2 == nil || s.legacy {
+	if s.p.netHTTP2 || s.p.legacyHTTP1 || s.legacy {
 		return false
 	}
 	switch {
@@ -59,7 +82,8 @@ func (s *h1Server) serveH2(c net.Conn, state *tls.ConnectionState, pre []byte) b
 	default:
 		return false
 	}
-	err := s.h2.ServeConn(s.drain, c, h2srv.ConnOpts{
+	srv, drain := s.h2Server()
+	err := srv.ServeConn(drain, c, h2srv.ConnOpts{
 		Handler:     &httpHandler{p: s.p, listener: s.name},
 		BaseContext: s.p.ctx,
 		Abort:       s.ctx,

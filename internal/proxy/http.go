@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/trellis-mesh/trellis/internal/proxy/pathnorm"
 	"github.com/trellis-mesh/trellis/internal/proxy/tlsutil"
@@ -37,6 +38,18 @@ type httpHandler struct {
 	p        *Proxy
 	listener string
 	watches  sync.Pool // *streamWatch (streamidle.go)
+	// connXFF is the X-Forwarded-For of the last plaintext caller, kept
+	// for the next request from the same address (an h2srv connection
+	// has a handler of its own: every stream but the first finds it).
+	connXFF atomic.Pointer[connXFF]
+}
+
+// connXFF is a caller's address and the X-Forwarded-For value made of it,
+// shared by its requests' headers: never written after it is made (the
+// slice is full, so appending copies it).
+type connXFF struct {
+	remote string
+	xff    []string
 }
 
 func (h *httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -158,7 +171,12 @@ func (h *httpHandler) sanitizeInbound(w http.ResponseWriter, r *http.Request, lc
 	r.Header.Del(headerXFCC)
 	cs := requestTLS(r)
 	if cs == nil {
-		return []string{connIP(remoteAddr(r.RemoteAddr))}, true
+		if c := h.connXFF.Load(); c != nil && c.remote == r.RemoteAddr {
+			return c.xff, true
+		}
+		c := &connXFF{remote: r.RemoteAddr, xff: []string{connIP(remoteAddr(r.RemoteAddr))}}
+		h.connXFF.Store(c)
+		return c.xff, true
 	}
 	xff = r.Header.Values(headerXFF)
 	if !lc.setXFCC {
@@ -201,11 +219,15 @@ func normalizeRequest(r *http.Request, opts pathnorm.Options) (redirect, ok bool
 		}
 		target = r.URL.RequestURI() // absolute-form
 	}
-	out, pathLen, action, err := pathnorm.NormalizeTarget(nil, []byte(target), opts)
+	var buf [256]byte // the target's bytes, on the stack when it fits
+	out, pathLen, action, err := pathnorm.NormalizeTarget(nil, append(buf[:0], target...), opts)
 	if err != nil {
 		return false, false
 	}
-	norm := string(out)
+	norm := target[:min(len(out), len(target))] // unchanged (or a fragment dropped): no copy
+	if string(out) != norm {
+		norm = string(out)
+	}
 	path, query := norm[:pathLen], norm[pathLen:]
 	decoded, err := url.PathUnescape(path)
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/trellis-mesh/trellis/internal/proxy/h2cli"
 	"github.com/trellis-mesh/trellis/internal/proxy/lb"
 	"github.com/trellis-mesh/trellis/internal/proxy/retry"
 )
@@ -227,6 +228,15 @@ type attemptBody struct {
 	st     *clusterState
 	ep     *endpoint
 	cancel context.CancelFunc
+}
+
+// Buffered passes the response body's h2cli.BufferedBody on (forwardH2
+// flushes by it).
+func (b *attemptBody) Buffered() (int, bool) {
+	if bb, ok := b.ReadCloser.(h2cli.BufferedBody); ok {
+		return bb.Buffered()
+	}
+	return 0, false
 }
 
 func (b *attemptBody) Close() error {

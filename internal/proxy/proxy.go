@@ -201,7 +201,17 @@ func New(opts Options) (*Proxy, error) {
 // resource it returns an error naming the resource and field and changes
 // nothing. A listener that cannot be bound is also an error; listeners bound
 // by the failed update are closed again and the previous config stays.
-func (p *Proxy) Update(set *resources.Set) error {
+func (p *Proxy) Update(set *resources.Set) error { return p.update(set, nil) }
+
+// UpdateEncoded is Update for a caller that keeps the set's wire form (the
+// xDS client: client.EncodedHandler): enc is type URL → resource name →
+// encoding of every resource of set. The proxy keeps enc for /config_dump
+// instead of encoding the set again; enc must not be modified afterwards.
+func (p *Proxy) UpdateEncoded(set *resources.Set, enc map[string]map[string][]byte) error {
+	return p.update(set, enc)
+}
+
+func (p *Proxy) update(set *resources.Set, enc map[string]map[string][]byte) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
@@ -210,6 +220,10 @@ func (p *Proxy) Update(set *resources.Set) error {
 	prev := p.cfg.Load()
 	cfg, err := p.build(set, prev)
 	if err != nil {
+		return fmt.Errorf("proxy: %w", err)
+	}
+	// The set is kept in its wire form only, for /config_dump (dump.go).
+	if cfg.applied, err = appliedFrom(set, enc); err != nil {
 		return fmt.Errorf("proxy: %w", err)
 	}
 	started, closing, err := p.applyListeners(cfg)

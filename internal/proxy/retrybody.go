@@ -5,6 +5,7 @@ import (
 	"io"
 	"sync"
 
+	"github.com/trellis-mesh/trellis/internal/proxy/h2cli"
 	"github.com/trellis-mesh/trellis/internal/proxy/retry"
 )
 
@@ -134,6 +135,32 @@ func (r *replayReader) Read(p []byte) (int, error) {
 			return 0, err
 		}
 	}
+}
+
+// Buffered reports what Read returns without blocking (the recording
+// still to replay, and what the caller's body has buffered, when it can
+// say), and whether that is the rest of the body: the reader is an
+// h2cli.BufferedBody when the caller's body is one.
+func (r *replayReader) Buffered() (int, bool) {
+	b := r.b
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if r.closed || r.gen != b.gen || r.gen == b.broken || b.overflow {
+		return 0, false
+	}
+	n := len(b.buf) - r.pos
+	switch {
+	case b.err == io.EOF:
+		return n, true
+	case b.err != nil || b.reading:
+		return n, false
+	}
+	bb, ok := b.src.(h2cli.BufferedBody)
+	if !ok {
+		return n, false
+	}
+	m, complete := bb.Buffered()
+	return n + m, complete
 }
 
 // Close ends this attempt's view; the caller's body stays open for retries

@@ -67,3 +67,72 @@ func TestReplayBodyOverflow(t *testing.T) {
 		t.Error("a second attempt got a reader of an overflowed body")
 	}
 }
+
+// fakeBuffered is a caller's body that says what it holds (as h2srv's).
+type fakeBuffered struct {
+	io.Reader
+	n        int
+	complete bool
+}
+
+func (b *fakeBuffered) Close() error          { return nil }
+func (b *fakeBuffered) Buffered() (int, bool) { return b.n, b.complete }
+
+// TestReplayReaderBuffered: an attempt's reader reports what it holds (the
+// recording still to replay plus the caller's buffered bytes), complete
+// only when the rest of the caller's body is at hand.
+func TestReplayReaderBuffered(t *testing.T) {
+	type bufferedBody interface{ Buffered() (int, bool) }
+	check := func(t *testing.T, r io.Reader, n int, complete bool) {
+		t.Helper()
+		gn, gc := r.(bufferedBody).Buffered()
+		if gn != n || gc != complete {
+			t.Errorf("Buffered() = %d, %v, want %d, %v", gn, gc, n, complete)
+		}
+	}
+	t.Run("caller body complete", func(t *testing.T) {
+		b := newReplayBody(&fakeBuffered{Reader: strings.NewReader("hello"), n: 5, complete: true})
+		r, _ := b.reader()
+		check(t, r, 5, true)
+	})
+	t.Run("caller body still arriving", func(t *testing.T) {
+		b := newReplayBody(&fakeBuffered{Reader: strings.NewReader("hel"), n: 3})
+		r, _ := b.reader()
+		check(t, r, 3, false)
+	})
+	t.Run("caller body cannot tell", func(t *testing.T) {
+		b := newReplayBody(io.NopCloser(strings.NewReader("hello")))
+		r, _ := b.reader()
+		check(t, r, 0, false)
+	})
+	t.Run("replay of a body read to its end", func(t *testing.T) {
+		b := newReplayBody(io.NopCloser(strings.NewReader("hello")))
+		r1, _ := b.reader()
+		if _, err := io.ReadAll(r1); err != nil {
+			t.Fatal(err)
+		}
+		check(t, r1, 0, true) // at its end
+		r2, _ := b.reader()
+		check(t, r2, 5, true)
+		check(t, r1, 0, false) // abandoned
+		buf := make([]byte, 2)
+		if _, err := r2.Read(buf); err != nil {
+			t.Fatal(err)
+		}
+		check(t, r2, 3, true)
+		_ = r2.(io.Closer).Close()
+		check(t, r2, 0, false)
+	})
+	t.Run("replay of a partly read body", func(t *testing.T) {
+		src := &fakeBuffered{Reader: strings.NewReader("hello"), n: 5}
+		b := newReplayBody(src)
+		r1, _ := b.reader()
+		buf := make([]byte, 2)
+		if n, err := r1.Read(buf); n != 2 || err != nil {
+			t.Fatalf("read %d, %v", n, err)
+		}
+		src.n, src.complete = 3, true
+		r2, _ := b.reader()
+		check(t, r2, 5, true) // 2 recorded, 3 at the caller
+	})
+}

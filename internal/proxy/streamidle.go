@@ -29,6 +29,12 @@ import (
 //	                      mark progress; when it fires, the upstream exchange
 //	                      is cancelled and the caller's reads (and writes, once
 //	                      the response started) get a deadline in the past
+//	h2srv (http.go)       the server's own per-stream watch (WatchIdle: its
+//	                      connection's ticker, no per-request timer): the
+//	                      same progress, plus frames from the caller; the
+//	                      request's context is cancelled with
+//	                      h2srv.ErrStreamIdle and the handler answers 408, or
+//	                      the stream is reset once the response started
 const (
 	// defaultStreamIdleTimeout applies when the HCM does not set one.
 	defaultStreamIdleTimeout = 5 * time.Minute
@@ -163,11 +169,16 @@ type streamWatch struct {
 
 // watchStreamIdle starts the stream idle timeout of a request about to be
 // forwarded, with the writer and request to use from then on (both
-// unchanged, and a nil watch, when the chain's timeout is 0). The handler
-// must call h.endStreamIdle (nil-safe) when it returns.
+// unchanged, and a nil watch, when the chain's timeout is 0 or h2srv
+// watches the stream itself). The handler must call h.endStreamIdle
+// (nil-safe) when it returns.
 func (h *httpHandler) watchStreamIdle(w http.ResponseWriter, r *http.Request, lc *listenerConfig) (http.ResponseWriter, *http.Request, *streamWatch) {
 	d := lc.streamIdleTimeout
 	if d <= 0 {
+		return w, r, nil
+	}
+	if hw, ok := ownH2Writer(w); ok {
+		hw.WatchIdle(d)
 		return w, r, nil
 	}
 	s, _ := h.watches.Get().(*streamWatch)

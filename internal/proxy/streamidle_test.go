@@ -29,9 +29,9 @@ import (
 const testStreamIdle = 300 * time.Millisecond
 
 // idleModes are the serving paths: the HTTP/1.1 fast path, HTTP/1.1 on
-// net/http (legacy mode), HTTP/2 (h2c) on net/http's server, and HTTP/2
-// on the sidecar's own server (h2srv), which leaves the timeout to the
-// handler.
+// net/http (legacy mode), HTTP/2 (h2c) on net/http's server (the
+// handler's per-request timer), and HTTP/2 on the sidecar's own server
+// (h2srv), which watches the stream for the handler (WatchIdle).
 var idleModes = []string{"fast", "legacy", "h2", "h2srv"}
 
 // idleProxy is one sidecar whose outbound listener (stream_idle_timeout

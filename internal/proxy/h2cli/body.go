@@ -57,6 +57,18 @@ func (b responseBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// Buffered reports how many bytes Read returns without blocking, and
+// whether they are the rest of the body (the server ended the stream).
+// It makes the body a BufferedBody: a proxy copying it flushes
+// only when it is about to wait.
+func (b responseBody) Buffered() (int, bool) {
+	s := b.s
+	s.mu.Lock()
+	n, complete := s.buf.size, s.readErr == io.EOF
+	s.mu.Unlock()
+	return n, complete
+}
+
 // setTrailerLocked puts the received trailers in res.Trailer, before
 // io.EOF is returned (as net/http does).
 func (s *stream) setTrailerLocked() {

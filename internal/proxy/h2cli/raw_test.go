@@ -5,7 +5,9 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -435,5 +437,121 @@ func TestHeaderTableSize(t *testing.T) {
 		if r := wait(t, ch); r.err != nil {
 			t.Fatal(r.err)
 		}
+	}
+}
+
+// TestResponseBodyBuffered: the response body says what a read returns at
+// once, and that it is the rest only when the server ended the stream.
+func TestResponseBodyBuffered(t *testing.T) {
+	srv := newRawServer(t)
+	p := newPool(t, Options{Dial: dialTCP})
+	ch := roundTripAsync(p, mustRequest(t, testContext(t), "GET", "http://"+srv.addr()+"/", nil))
+	rc := srv.accept()
+	h := rc.readHeaders()
+	if err := rc.writeHeaders(h.StreamID, false, ":status", "200"); err != nil {
+		t.Fatal(err)
+	}
+	r := wait(t, ch)
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	defer r.res.Body.Close()
+	bb, ok := r.res.Body.(BufferedBody)
+	if !ok {
+		t.Fatalf("response body %T is not a BufferedBody", r.res.Body)
+	}
+	waitBuffered := func(step string, n int, complete bool) {
+		t.Helper()
+		for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(time.Millisecond) {
+			if gn, gc := bb.Buffered(); gn == n && gc == complete {
+				return
+			}
+		}
+		gn, gc := bb.Buffered()
+		t.Fatalf("%s: Buffered() = %d, %v, want %d, %v", step, gn, gc, n, complete)
+	}
+	waitBuffered("headers only", 0, false)
+	if err := rc.fr.WriteData(h.StreamID, false, []byte("abc")); err != nil {
+		t.Fatal(err)
+	}
+	waitBuffered("some data", 3, false)
+	if err := rc.fr.WriteData(h.StreamID, true, []byte("de")); err != nil {
+		t.Fatal(err)
+	}
+	waitBuffered("ended", 5, true)
+	if b, err := io.ReadAll(r.res.Body); err != nil || string(b) != "abcde" {
+		t.Fatalf("body %q, %v", b, err)
+	}
+	waitBuffered("read", 0, true)
+}
+
+// goroutineBody is a request body that says it is complete (or not) and
+// records the goroutine that reads it.
+type goroutineBody struct {
+	r        io.Reader
+	complete bool
+	mu       sync.Mutex
+	readers  map[string]bool
+}
+
+func (b *goroutineBody) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	b.readers[goroutineID()] = true
+	b.mu.Unlock()
+	return b.r.Read(p)
+}
+
+func (b *goroutineBody) Close() error { return nil }
+
+func (b *goroutineBody) Buffered() (int, bool) {
+	if !b.complete {
+		return 0, false
+	}
+	return b.r.(*strings.Reader).Len(), true
+}
+
+func goroutineID() string {
+	var buf [64]byte
+	s := strings.TrimPrefix(string(buf[:runtime.Stack(buf[:], false)]), "goroutine ")
+	id, _, _ := strings.Cut(s, " ")
+	return id
+}
+
+// TestBufferedBodyInline: a body that says it is complete is read on the
+// caller's goroutine and sent with the HEADERS; one that cannot say so is
+// copied by a goroutine of its own. Both arrive whole.
+func TestBufferedBodyInline(t *testing.T) {
+	for _, complete := range []bool{true, false} {
+		t.Run(map[bool]string{true: "complete", false: "streamed"}[complete], func(t *testing.T) {
+			srv := newRawServer(t)
+			p := newPool(t, Options{Dial: dialTCP})
+			body := &goroutineBody{r: strings.NewReader("payload"), complete: complete, readers: map[string]bool{}}
+			req := mustRequest(t, testContext(t), "POST", "http://"+srv.addr()+"/", nil)
+			req.Body, req.ContentLength = body, -1
+			caller := make(chan string, 1)
+			ch := make(chan result, 1)
+			go func() {
+				caller <- goroutineID()
+				res, err := p.RoundTrip(req)
+				ch <- result{res, err}
+			}()
+			rc := srv.accept()
+			h := rc.readHeaders()
+			if got := rc.readBody(h.StreamID); got != "payload" {
+				t.Fatalf("body %q", got)
+			}
+			if err := rc.writeHeaders(h.StreamID, true, ":status", "204"); err != nil {
+				t.Fatal(err)
+			}
+			if r := wait(t, ch); r.err != nil {
+				t.Fatal(r.err)
+			}
+			id := <-caller
+			body.mu.Lock()
+			defer body.mu.Unlock()
+			if inline := len(body.readers) == 1 && body.readers[id]; inline != complete {
+				t.Errorf("read on the caller's goroutine: %v (readers %v, caller %s), want %v", inline, body.readers, id, complete)
+			}
+		})
 	}
 }

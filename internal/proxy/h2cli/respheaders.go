@@ -292,9 +292,17 @@ func (c *conn) onTrailers(s *stream, b *headerBlock) error {
 		return nil
 	}
 	trailer := make(http.Header, len(b.fields))
+	strs := make([]string, len(b.fields)) // one backing array for single values
 	for _, hf := range b.fields {
 		k := c.canonicalName(hf.Name)
-		trailer[k] = append(trailer[k], hf.Value)
+		if vv := trailer[k]; vv != nil {
+			trailer[k] = append(vv, hf.Value)
+			continue
+		}
+		vv := strs[:1:1]
+		strs = strs[1:]
+		vv[0] = hf.Value
+		trailer[k] = vv
 	}
 	c.finishRecv(s, trailer)
 	return nil

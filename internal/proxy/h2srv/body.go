@@ -23,9 +23,10 @@ type requestBody struct {
 	// growing buffer: a body that arrives faster than the handler reads
 	// holds up to the stream window without allocating (memory stays flat
 	// under a 50 MiB upload).
-	segs []*[]byte
-	r    int
-	size int // bytes buffered
+	segs    []*[]byte
+	segsBuf [2]*[]byte // segs' array while it is short
+	r       int
+	size    int // bytes buffered
 
 	err           error // once set, no more data comes (io.EOF, reset, deadline)
 	closed        bool  // the handler closed it, or returned
@@ -87,6 +88,9 @@ func (b *requestBody) appendLocked(c *conn, data []byte) {
 		} else {
 			last = c.s.chunks.Get().(*[]byte)
 			*last = (*last)[:0]
+			if b.segs == nil {
+				b.segs = b.segsBuf[:0]
+			}
 			b.segs = append(b.segs, last)
 		}
 		m := min(len(data), cap(*last)-len(*last))
@@ -170,8 +174,21 @@ func (b *requestBody) Read(p []byte) (int, error) {
 	n := b.readLocked(p)
 	inc := b.consumedLocked(int64(n))
 	b.mu.Unlock()
+	b.st.activity.Add(1)
 	b.st.c.returnWindow(b.st, inc, int64(n), false)
 	return n, nil
+}
+
+// Buffered reports how many bytes Read returns without blocking, and
+// whether they are the rest of the body: the client ended the stream, so
+// its trailers are in too. The body is thereby an h2cli.BufferedBody: a
+// request the client sent whole goes upstream with its HEADERS in one
+// write.
+func (b *requestBody) Buffered() (n int, complete bool) {
+	b.mu.Lock()
+	n, complete = b.size, b.err == io.EOF && !b.closed
+	b.mu.Unlock()
+	return n, complete
 }
 
 // Close discards what is buffered; the client's further DATA is dropped

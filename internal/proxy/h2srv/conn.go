@@ -15,10 +15,13 @@ import (
 	"time"
 
 	"golang.org/x/net/http2"
-	"golang.org/x/net/http2/hpack"
 
 	"github.com/trellis-mesh/trellis/internal/proxy/resetguard"
 )
+
+// ErrStreamIdle is the cause of a request's context cancelled by the
+// stream idle timeout, and what reading its body returns then.
+var ErrStreamIdle = errors.New("h2srv: stream idle timeout")
 
 var (
 	errNoHandler       = errors.New("h2srv: ConnOpts.Handler is nil")
@@ -31,7 +34,6 @@ var (
 	errHandlerQueue    = errors.New("h2srv: too many handlers waiting (streams reset faster than handled)")
 	errRapidReset      = errors.New("h2srv: too many premature stream resets")
 	errReadHeadTimeout = errors.New("h2srv: no client preface and SETTINGS within the read header timeout")
-	errStreamIdle      = errors.New("h2srv: stream idle timeout")
 	errHandlerDone     = errors.New("h2srv: ResponseWriter used after the handler returned")
 	errBodyClosed      = errors.New("http: invalid Read on closed Body")
 	errTooLong         = errors.New("h2srv: handler wrote more than the declared Content-Length")
@@ -63,13 +65,18 @@ type conn struct {
 	h      http.Handler
 	tls    *tls.ConnectionState
 	remote string
-	base   context.Context
-	guard  *resetguard.Guard
+	// base is the parent of the streams' contexts: the connection's own
+	// cancelCtx, so that opening and ending a stream locks this
+	// connection's context, not one every connection shares.
+	base       context.Context
+	baseCancel context.CancelFunc
+	guard      *resetguard.Guard
 
-	br *bufio.Reader
-	rd frameReader
-	fr *http2.Framer
-	w  connWriter
+	br   *bufio.Reader
+	rd   frameReader
+	fr   *http2.Framer
+	meta metaReader
+	w    connWriter
 
 	// read loop
 	prefaceRead bool
@@ -89,8 +96,14 @@ type conn struct {
 	goAwayID uint32 // last stream served once draining
 	draining bool
 	closing  bool // no new streams, no new handlers
-	running  int  // handler goroutines
+	running  int  // handler goroutines running a handler
 	queue    []*stream
+	// Handler goroutines done with their stream wait for the next one
+	// (workers.go): idle of them are receiving on workc.
+	idle  int
+	workc chan *stream
+	// streams opened as of the ticker's last look at idle workers
+	idleSeen uint64
 	opened   uint64 // streams opened so far
 
 	recentResets [16]uint32 // streams the server reset lately (noteResetLocked)
@@ -108,6 +121,7 @@ func (s *Server) newConn(nc net.Conn, opts *ConnOpts) *conn {
 		guard:   s.cfg.ResetGuard(),
 		streams: make(map[uint32]*stream),
 		canon:   make(map[string]string),
+		workc:   make(chan *stream),
 	}
 	if c.remote == "" && nc.RemoteAddr() != nil {
 		c.remote = nc.RemoteAddr().String()
@@ -117,7 +131,8 @@ func (s *Server) newConn(nc net.Conn, opts *ConnOpts) *conn {
 		base = context.Background()
 	}
 	base = context.WithValue(base, http.ServerContextKey, s.httpSrv)
-	c.base = context.WithValue(base, http.LocalAddrContextKey, nc.LocalAddr())
+	base = context.WithValue(base, http.LocalAddrContextKey, nc.LocalAddr())
+	c.base, c.baseCancel = context.WithCancel(base)
 	var src io.Reader = nc
 	if len(opts.Buffered) > 0 {
 		src = io.MultiReader(bytes.NewReader(opts.Buffered), nc)
@@ -133,8 +148,8 @@ func (s *Server) newConn(nc net.Conn, opts *ConnOpts) *conn {
 	c.fr = http2.NewFramer(nil, &c.rd)
 	c.fr.SetReuseFrames()
 	c.fr.SetMaxReadFrameSize(s.cfg.MaxReadFrameSize)
-	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	c.fr.MaxHeaderListSize = uint32(s.cfg.MaxHeaderBytes)
+	c.meta.init(c.fr, uint32(s.cfg.MaxHeaderBytes))
 	c.inAvail.Store(int64(s.cfg.ConnWindowSize))
 	c.prefaceRead = opts.PrefaceRead
 	return c
@@ -142,6 +157,7 @@ func (s *Server) newConn(nc net.Conn, opts *ConnOpts) *conn {
 
 // release returns the connection's pooled buffers once it is over.
 func (c *conn) release() {
+	c.baseCancel()
 	c.ticker.stop()
 	c.br.Reset(nil)
 	c.s.readers.Put(c.br)
@@ -181,7 +197,7 @@ func (c *conn) serve() error {
 		if c.rd.blocking() {
 			c.w.flushOwed()
 		}
-		f, err := c.fr.ReadFrame()
+		f, err := c.readFrame()
 		if err == nil {
 			err = c.process(f)
 		}
@@ -392,9 +408,12 @@ func (c *conn) failStreams(err error) {
 	}
 	clear(c.streams)
 	c.queue = nil
+	idle := c.idle
+	c.idle = 0
 	c.smu.Unlock()
+	c.stopWorkers(idle)
 	for _, st := range open {
-		st.cancel()
+		st.cancel(nil)
 		st.body.fail(err)
 	}
 }

@@ -120,7 +120,7 @@ func (c *conn) newStream(f *http2.MetaHeadersFrame) (*stream, error) {
 	}
 
 	st.declLen = cl
-	st.ctx, st.cancel = context.WithCancel(c.base)
+	st.ctx, st.cancel = context.WithCancelCause(c.base)
 	r := &http.Request{
 		Method:        method,
 		URL:           u,

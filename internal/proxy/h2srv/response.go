@@ -1,6 +1,7 @@
 package h2srv
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"os"
@@ -31,6 +32,7 @@ type responseWriter struct {
 	written     int64
 	declLen     int64    // the handler's Content-Length, -1: none
 	trailers    []string // declared in the Trailer header
+	trailerBuf  [2]string
 	declared    bool
 	connClose   bool
 	rdl, wdl    *time.Timer
@@ -60,6 +62,18 @@ func (rw *responseWriter) Header() http.Header {
 	return rw.header
 }
 
+// AdoptHeader makes h the response's header map, as if its fields had
+// been added to Header(), when Header was not called yet (and reports
+// whether it was). A proxy passes the upstream's header on this way
+// without copying it; h must not be used elsewhere afterwards.
+func (rw *responseWriter) AdoptHeader(h http.Header) bool {
+	if rw.header != nil || rw.done || h == nil {
+		return false
+	}
+	rw.header = h
+	return true
+}
+
 func (rw *responseWriter) WriteHeader(code int) {
 	if rw.done || rw.wroteHeader {
 		return
@@ -74,6 +88,8 @@ func (rw *responseWriter) WriteHeader(code int) {
 		return
 	}
 	rw.wroteHeader, rw.status = true, code
+	rw.st.started.Store(true)
+	rw.st.activity.Add(1)
 	if len(rw.header) == 0 {
 		return
 	}
@@ -108,6 +124,7 @@ func (rw *responseWriter) write(p []byte, s string) (int, error) {
 		return 0, errTooLong
 	}
 	rw.written += int64(n)
+	rw.st.activity.Add(1)
 	if rw.isHead {
 		return n, nil
 	}
@@ -158,6 +175,27 @@ func (rw *responseWriter) FlushError() error {
 }
 
 func (rw *responseWriter) Flush() { _ = rw.FlushError() }
+
+// WatchIdle gives this request a stream idle timeout of d from now, in
+// place of Config.StreamIdleTimeout, answered by the handler: once the
+// stream has had no activity (a frame either way, a read of the request
+// body, a write of the response) for d before the handler wrote its final
+// response head, the request's context is cancelled with cause
+// ErrStreamIdle and reading the body fails with it; the handler is to
+// answer (a 408, say). If it has not written that head after another d
+// without activity, or when the response had started, the stream is reset
+// (RST_STREAM CANCEL) and the context cancelled with the same cause. d <= 0
+// turns the timeout off for this request.
+func (rw *responseWriter) WatchIdle(d time.Duration) {
+	st := rw.st
+	if d <= 0 {
+		st.idleTimeout.Store(-1)
+		return
+	}
+	st.idleTimeout.Store(int64(d))
+	st.activity.Add(1) // the period starts now
+	st.c.ticker.atMost(st.c, d/4)
+}
 
 // EnableFullDuplex: HTTP/2 always is.
 func (rw *responseWriter) EnableFullDuplex() error { return nil }
@@ -228,6 +266,12 @@ func (rw *responseWriter) putBuf() {
 // finish completes the response when the handler returns.
 func (rw *responseWriter) finish() {
 	if !rw.wroteHeader {
+		if context.Cause(rw.st.ctx) == ErrStreamIdle {
+			// Told to answer (WatchIdle), it did not: the stream ends as
+			// an idle one whose response started.
+			rw.st.c.resetStream(rw.st, http2.ErrCodeCancel, ErrStreamIdle, false)
+			return
+		}
 		rw.WriteHeader(http.StatusOK)
 	}
 	if rw.declLen >= 0 && rw.written < rw.declLen && bodyAllowed(rw.status) && !rw.isHead {
@@ -260,7 +304,9 @@ func (rw *responseWriter) emit(data []byte, final bool) error {
 	st.activity.Add(1)
 	if !st.sentHeaders {
 		end := rw.isHead || final && len(data) == 0 && !trailers
-		rw.writeHeadersLocked(final, len(data), end)
+		// A response with trailers gets no content-length of ours: as
+		// net/http's HTTP/1.1 server sends such a response chunked.
+		rw.writeHeadersLocked(final && !trailers && len(rw.trailers) == 0, len(data), end)
 		if end {
 			c.finishLocal(st)
 			return rw.release()
@@ -307,7 +353,8 @@ func (rw *responseWriter) release() error {
 }
 
 // writeHeadersLocked encodes and writes the response headers. final: the
-// handler returned, so a missing content-length is bodyLen.
+// handler returned, without trailers, so a missing content-length is
+// bodyLen.
 func (rw *responseWriter) writeHeadersLocked(final bool, bodyLen int, end bool) {
 	st, w := rw.st, &rw.st.c.w
 	rw.declareTrailers()
@@ -387,6 +434,9 @@ func (rw *responseWriter) declare(vv []string) {
 			k, v, _ = strings.Cut(v, ",")
 			k = http.CanonicalHeaderKey(strings.TrimSpace(k))
 			if k != "" && httpguts.ValidTrailerHeader(k) && !rw.isTrailer(k) {
+				if rw.trailers == nil {
+					rw.trailers = rw.trailerBuf[:0]
+				}
 				rw.trailers = append(rw.trailers, k)
 			}
 		}

@@ -4,7 +4,8 @@
 //
 //	ServeConn(ctx, conn, opts) ── on the caller's goroutine: the read loop
 //	   │  frameReader: sees every frame header first (flood budget, CONTINUATION count)
-//	   │  x/net Framer + ReadMetaHeaders: frames, HPACK, header block limits
+//	   │  x/net Framer: frames; metaReader (x/net's ReadMetaHeaders, reused
+//	   │  state): HPACK, header block limits
 //	   ├─ HEADERS ──► stream table ──► handler goroutine (≤ MaxConcurrentStreams
 //	   │                               running, ≤ 4× that queued, REFUSED_STREAM beyond)
 //	   ├─ DATA ─────► the stream's request body (window returned as the handler reads)
@@ -19,10 +20,15 @@
 // DATA, trailers) is one lock and, unless other streams are writing, one
 // write. Each Flush is a write of its own unless other streams' frames join
 // it (httputil.ReverseProxy flushes after every body write of a response of
-// unknown length, so a proxied unary gRPC response is two). The headers
-// sent are the handler's at WriteHeader (a snapshot of the map's fields,
-// not a copy), encoded when they leave. Frames sent carry at most 16 KiB.
-// A handler's goroutine runs the handlers queued behind it when it ends.
+// unknown length; the sidecar's forwarder flushes only before it would
+// wait for the upstream). A response with trailers gets no content-length
+// from the server. The headers sent are the handler's at WriteHeader (a
+// snapshot of the map's fields, not a copy), encoded when they leave.
+// Frames sent carry at most 16 KiB. A handler's goroutine runs the handlers
+// queued behind it when it ends, then waits for the connection's next
+// stream (up to 32 such idle goroutines per connection, ended when the
+// connection goes a tick without a new stream): stacks grown by one
+// request serve the next.
 //
 // Handler contract (the ADR's "Contracts at the boundary"): r.Proto
 // "HTTP/2.0"; r.Host from :authority (else host); r.URL and r.RequestURI
@@ -63,10 +69,13 @@
 // queue grows), and a write blocked for WriteTimeout closes the connection.
 //
 // Timeouts are checked by one timer per connection that ticks at a quarter
-// of the shortest of IdleTimeout, StreamIdleTimeout and WriteTimeout, so
-// they fire between 1× and 1.25× their value. An idle stream (no frame in
-// either direction) is answered 408 if its response has not started, else
-// reset (CANCEL), as Envoy does.
+// of the shortest of IdleTimeout, StreamIdleTimeout, WriteTimeout and the
+// timeouts handlers set (WatchIdle), so they fire between 1× and 1.25×
+// their value. An idle stream (no frame in either direction, no read of
+// its body, no write of its response) is answered 408 if its response has
+// not started, else reset (CANCEL), as Envoy does. A handler that sets its
+// stream's timeout with WatchIdle answers itself: its request's context is
+// cancelled with ErrStreamIdle.
 //
 // Conformance: h2spec, strict cases included, passes against the default
 // Config, h2c and TLS (TestH2Spec); FuzzServeConn feeds arbitrary frames.

@@ -16,14 +16,20 @@ type stream struct {
 	c      *conn
 	id     uint32
 	ctx    context.Context
-	cancel context.CancelFunc
+	cancel context.CancelCauseFunc
 	req    *http.Request
 	url    url.URL // req.URL
 	opened time.Time
 	body   requestBody    // r.Body (unless HEADERS ended the stream)
 	rw     responseWriter // the handler's http.ResponseWriter
 
-	activity atomic.Uint32 // frames either way (stream idle timeout)
+	// Stream idle timeout: activity counts frames either way, reads of the
+	// request body and writes of the response; idleTimeout is WatchIdle's
+	// (ns; 0: Config.StreamIdleTimeout, negative: none); started is set by
+	// the handler's final WriteHeader.
+	activity    atomic.Uint32
+	idleTimeout atomic.Int64
+	started     atomic.Bool
 
 	// read loop
 	declLen int64 // request content-length, -1: none
@@ -35,6 +41,7 @@ type stream struct {
 	localDone  bool // END_STREAM sent
 	seenAct    uint32
 	idleFor    time.Duration
+	idleFired  bool // a watched stream's handler was told to answer (streamIdle)
 
 	// c.w.mu
 	sendWin     int64
@@ -88,22 +95,28 @@ func (c *conn) onHeaders(f *http2.MetaHeadersFrame) error {
 	return c.openStream(st)
 }
 
-// openStream registers a new stream and starts (or queues) its handler.
+// openStream registers a new stream and starts (or queues) its handler:
+// on an idle handler goroutine if there is one, else on a new one.
 func (c *conn) openStream(st *stream) error {
 	maxRunning := int(c.s.cfg.MaxConcurrentStreams)
 	c.smu.Lock()
 	if c.closing {
 		c.smu.Unlock()
-		st.cancel()
+		st.cancel(nil)
 		return nil
 	}
 	c.streams[st.id] = st
 	st.inTable = true
 	c.opened++
 	start := c.running < maxRunning
+	handoff := false
 	switch {
 	case start:
 		c.running++
+		if c.idle > 0 {
+			c.idle--
+			handoff = true
+		}
 	case len(c.queue) >= 4*maxRunning:
 		c.smu.Unlock()
 		return errHandlerQueue
@@ -114,38 +127,24 @@ func (c *conn) openStream(st *stream) error {
 	c.rd.streamsNow++
 	c.guard.Opened()
 	c.s.stats.StreamOpened()
-	if start {
+	switch {
+	case handoff:
+		c.workc <- st // an idle goroutine is receiving (it counted itself under smu)
+	case start:
 		c.handlers.Add(1)
 		go c.runHandlers(st)
 	}
 	return nil
 }
 
-// runHandlers runs st's handler, then those queued behind it.
+// runHandlers runs st's handler, then those queued behind it, then waits
+// as an idle worker for the streams openStream hands it (workers.go).
 func (c *conn) runHandlers(st *stream) {
 	defer c.handlers.Done()
 	for st != nil {
 		c.runHandler(st)
-		st = c.nextQueued()
+		st = c.nextStream()
 	}
-}
-
-func (c *conn) nextQueued() *stream {
-	c.smu.Lock()
-	defer c.smu.Unlock()
-	for len(c.queue) > 0 && !c.closing {
-		st := c.queue[0]
-		c.queue[0] = nil
-		c.queue = c.queue[1:]
-		if st.inTable { // else reset while it waited: never handled
-			return st
-		}
-	}
-	if len(c.queue) == 0 {
-		c.queue = nil
-	}
-	c.running--
-	return nil
 }
 
 func (c *conn) runHandler(st *stream) {
@@ -173,7 +172,7 @@ func (c *conn) runHandler(st *stream) {
 func (st *stream) handlerEnded() {
 	st.rw.done = true
 	st.rw.stopTimers()
-	st.cancel()
+	st.cancel(nil)
 	st.body.close()
 	st.rw.putBuf()
 }
@@ -213,7 +212,7 @@ func (c *conn) closeStream(st *stream, err error) {
 	c.w.mu.Lock()
 	st.wcloseLocked(err)
 	c.w.mu.Unlock()
-	st.cancel()
+	st.cancel(nil)
 	st.body.fail(err)
 }
 
@@ -239,7 +238,7 @@ func (c *conn) resetStream(st *stream, code http2.ErrCode, err error, readLoop b
 	} else {
 		w.release()
 	}
-	st.cancel()
+	st.cancel(nil)
 	st.body.fail(err)
 }
 
@@ -328,9 +327,25 @@ func (c *conn) reply431(id uint32, ended bool) {
 	w.releaseLater()
 }
 
-// streamIdle ends a stream without activity for StreamIdleTimeout: 408
-// if its response has not started, else RST_STREAM CANCEL (Envoy).
+// streamIdle ends a stream without activity for its stream idle timeout.
+// A stream the handler watches (WatchIdle) whose final response head is
+// not written yet has its context cancelled with ErrStreamIdle and its body
+// failing with it, once: the handler answers. Otherwise the stream ends as
+// Envoy ends it: 408 if nothing of the response was sent (Config's timeout
+// only), else RST_STREAM CANCEL.
 func (c *conn) streamIdle(st *stream) {
+	watched := st.idleTimeout.Load() > 0
+	if watched && !st.started.Load() {
+		c.smu.Lock()
+		first := st.inTable && !st.idleFired
+		st.idleFired = true
+		c.smu.Unlock()
+		if first {
+			st.cancel(ErrStreamIdle)
+			st.body.expire(ErrStreamIdle)
+			return
+		}
+	}
 	w := &c.w
 	w.acquire()
 	c.smu.Lock()
@@ -341,7 +356,7 @@ func (c *conn) streamIdle(st *stream) {
 	c.removeLocked(st)
 	c.smu.Unlock()
 	if open && !st.wdone {
-		if !st.sentHeaders {
+		if !st.sentHeaders && !watched {
 			st.sentHeaders = true
 			w.hbuf.Reset()
 			w.encode(":status", "408")
@@ -354,8 +369,8 @@ func (c *conn) streamIdle(st *stream) {
 			w.writeRST(st.id, http2.ErrCodeCancel)
 		}
 	}
-	st.wcloseLocked(errStreamIdle)
+	st.wcloseLocked(ErrStreamIdle)
 	w.release()
-	st.cancel()
-	st.body.fail(errStreamIdle)
+	st.cancel(ErrStreamIdle)
+	st.body.fail(ErrStreamIdle)
 }

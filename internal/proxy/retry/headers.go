@@ -183,6 +183,15 @@ func translateHeaderMatcher(h *routev3.HeaderMatcher) (HeaderMatcher, error) {
 		if expr == "" {
 			return m, fmt.Errorf("%s.safe_regex.regex: empty", field)
 		}
+		m.kind = matchRegex
+		if !m.ignoreCase {
+			// Literal alternatives match by comparison, and are a valid
+			// RE2: no regexp is compiled (one costs ~6 KiB of heap, and
+			// Istio's default retry policy puts this one on every route).
+			if m.literals = literalAlternatives(expr); m.literals != nil {
+				return m, nil
+			}
+		}
 		flags := ""
 		if m.ignoreCase {
 			flags = "(?i)"
@@ -191,10 +200,7 @@ func translateHeaderMatcher(h *routev3.HeaderMatcher) (HeaderMatcher, error) {
 		if err != nil {
 			return m, fmt.Errorf("%s.safe_regex.regex: invalid RE2 %q: %w", field, expr, err)
 		}
-		m.kind, m.re = matchRegex, re
-		if !m.ignoreCase {
-			m.literals = literalAlternatives(expr)
-		}
+		m.re = re
 		return m, nil
 	default:
 		return m, fmt.Errorf("%s: %T not supported", field, p)

@@ -8,7 +8,9 @@
 //
 // The last accepted resources of each type outlive the stream: while
 // disconnected the handler sees nothing change, and on reconnect the
-// subscriptions are resent with the last accepted versions.
+// subscriptions are resent with the last accepted versions. They are kept
+// as the bytes the control plane sent, ~6× smaller than decoded, and
+// decoded again for each Update.
 package client
 
 import (
@@ -47,8 +49,22 @@ type Handler interface {
 	// Update is called with the complete merged set each time a response is
 	// received (and changes something). An error means NACK: the client keeps
 	// its previous set for that type and sends error_detail with the message.
-	// The set and its resources must not be modified.
+	// The set is decoded for this call and belongs to the handler: the
+	// client keeps only the resources' wire encodings (config.go), so a
+	// handler that keeps the set keeps the only decoded copy.
 	Update(set *resources.Set) error
+}
+
+// EncodedHandler is a Handler that keeps the set in its wire form (the proxy
+// does, for /config_dump): the client then calls UpdateEncoded instead of
+// Update, with the encodings it keeps itself, so the handler shares them
+// rather than encoding the set again.
+type EncodedHandler interface {
+	Handler
+	// UpdateEncoded is Update with enc: type URL → resource name → the
+	// resource's encoding as the control plane sent it, for every resource
+	// of set. enc and the slices in it must not be modified.
+	UpdateEncoded(set *resources.Set, enc map[string]map[string][]byte) error
 }
 
 // Options configure a Client.

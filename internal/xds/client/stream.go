@@ -91,8 +91,12 @@ func (c *Client) handle(s *session, acc *accepted, h Handler, resp *discoveryv3.
 	s.nonces[typeURL] = resp.GetNonce()
 
 	next, err := acc.candidate(resp)
-	if err == nil && (!acc.delivered || !equalSets(next, acc.set)) {
-		if err = h.Update(next); err == nil {
+	deliver := !acc.delivered
+	if err == nil && !deliver {
+		deliver, err = acc.changed(next)
+	}
+	if err == nil && deliver {
+		if err = deliverTo(h, next); err == nil {
 			acc.delivered = true
 		}
 	}
@@ -102,7 +106,7 @@ func (c *Client) handle(s *session, acc *accepted, h Handler, resp *discoveryv3.
 		detail := &status.Status{Code: int32(codes.InvalidArgument), Message: err.Error()}
 		return s.send(typeURL, acc.versions[typeURL], resp.GetNonce(), s.names[typeURL], detail)
 	}
-	acc.commit(typeURL, resp.GetVersionInfo(), next)
+	acc.commit(next, resp.GetVersionInfo(), deliver)
 	c.setAccepted(acc)
 	c.log.Debug("xDS ACK", "type", typeURL, "version", resp.GetVersionInfo(), "resources", len(resp.GetResources()))
 	if err := s.send(typeURL, resp.GetVersionInfo(), resp.GetNonce(), s.names[typeURL], nil); err != nil {
@@ -111,17 +115,25 @@ func (c *Client) handle(s *session, acc *accepted, h Handler, resp *discoveryv3.
 	return s.followReferences(acc)
 }
 
+// deliverTo decodes next and hands it to h.
+func deliverTo(h Handler, next *candidate) error {
+	set, err := next.set()
+	if err != nil {
+		return err
+	}
+	if eh, ok := h.(EncodedHandler); ok {
+		return eh.UpdateEncoded(set, next.encodings())
+	}
+	return h.Update(set)
+}
+
 // followReferences subscribes to the EDS names of the accepted clusters and
 // the RDS names of the accepted listeners, when they differ from what this
 // stream asked for.
 func (s *session) followReferences(acc *accepted) error {
-	routes, err := routeNames(acc.set.Listeners)
-	if err != nil {
-		return err // not reached: accepted listeners were checked
-	}
 	want := map[string][]string{
-		resources.EndpointType: endpointNames(acc.set.Clusters),
-		resources.RouteType:    routes,
+		resources.EndpointType: allRefs(acc.res[resources.ClusterType]),
+		resources.RouteType:    allRefs(acc.res[resources.ListenerType]),
 	}
 	for _, typeURL := range []string{resources.EndpointType, resources.RouteType} {
 		names, sent := s.names[typeURL]
