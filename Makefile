@@ -5,8 +5,11 @@ PKGS    := ./...
 
 .PHONY: build test unit e2e bench lint fmt fuzz clean tools
 
+# CGO_ENABLED=0: one static binary, no libc or loader mapped into every
+# sidecar (test/e2e TestBinaryIsStatic). -race builds need cgo, so tests
+# built with the race detector link dynamically.
 build:
-	$(GO) build -o $(BIN) ./cmd/trellis
+	CGO_ENABLED=0 $(GO) build -o $(BIN) ./cmd/trellis
 
 # Everything CI runs: formatting and vet, unit tests with the race detector,
 # the end-to-end suite (real processes on loopback), and each fuzz target briefly.
@@ -28,7 +31,7 @@ unit:
 # race detector's own cost would hide what the bounds measure.
 e2e:
 	E2E_RACE=1 $(GO) test -count=1 -timeout 15m ./test/e2e/
-	$(GO) test -count=1 -timeout 5m -run 'TestAttacks$$/(h2-rapid-reset|h2-continuation-flood|oversized-bodies)$$' ./test/e2e/
+	$(GO) test -count=1 -timeout 5m -run 'TestBinaryIsStatic$$|TestAttacks$$/(h2-rapid-reset|h2-continuation-flood|oversized-bodies)$$' ./test/e2e/
 
 # Each native fuzz target for a few seconds; FUZZTIME=1m for a longer look.
 fuzz:

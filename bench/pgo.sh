@@ -13,7 +13,7 @@
 # (/debug/pprof/profile). The binary profiled is built with -pgo=off, so the
 # profile describes code without PGO's inlining. Run it after changing the
 # request path, then rebuild and compare with bench/run.sh. Needs wrk,
-# h2load and ghz (bench/run.sh installs them). About 2 minutes.
+# h2load and ghz (bench/run.sh installs them). About a minute.
 #
 #   bench/pgo.sh            # writes cmd/trellis/default.pgo
 #   bench/pgo.sh --dry-run  # profiles into bench/out/pgo-<run>/ only
@@ -61,7 +61,7 @@ GHZ=$(command -v ghz || true)
 TRELLIS=$RUN_DIR/trellis
 BENCHTOOL=$RUN_DIR/benchtool
 log "building trellis (-pgo=off) and benchtool"
-go build -pgo=off -o "$TRELLIS" ./cmd/trellis
+CGO_ENABLED=0 go build -pgo=off -o "$TRELLIS" ./cmd/trellis
 go build -o "$BENCHTOOL" ./bench/benchtool
 
 # up FILE CLIENT BACKEND: start `trellis up`, wait until CLIENT reaches

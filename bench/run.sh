@@ -166,7 +166,7 @@ fi
 log "building benchtool$(if [[ $MODE != direct && -z "${TRELLIS_BIN:-}" ]]; then echo ' and trellis'; fi)"
 go build -o "$BENCHTOOL" ./bench/benchtool
 if [[ $MODE != direct && -z "${TRELLIS_BIN:-}" ]]; then
-	go build -o "$TRELLIS" ./cmd/trellis || die "go build ./cmd/trellis failed: fix the tree, or set TRELLIS_BIN to a trellis binary"
+	CGO_ENABLED=0 go build -o "$TRELLIS" ./cmd/trellis || die "go build ./cmd/trellis failed: fix the tree, or set TRELLIS_BIN to a trellis binary"
 fi
 
 FORTIO_VER=none WRK_VER=none

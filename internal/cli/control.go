@@ -58,6 +58,7 @@ last of them or in --ca-bundle, which may also hold other roots to keep trusted.
 	f.StringVar(&cfg.CA.Key, "ca-key", "", "operator CA: PEM private key of the first --ca-cert certificate")
 	f.StringVar(&cfg.CA.Bundle, "ca-bundle", "", "operator CA: PEM roots to trust (the intermediate's root, and any root kept trusted during a change)")
 	f.DurationVar(&cfg.BundleRefresh, "bundle-refresh", 30*time.Second, "how often sidecars fetch the trust bundle (a rotated root signs after twice this by default)")
+	f.IntVar(&cfg.GCPercent, "gc-percent", 0, fmt.Sprintf("Go GC percent (GOGC) while the control plane runs; 0: $GOGC if set, else %d (less memory for a little CPU: docs/perf.md)", controlplane.DefaultGCPercent))
 	f.BoolVar(&insecureAdmin, "insecure-admin", false, "removed: use --admin-token-file")
 	_ = f.MarkHidden("insecure-admin")
 	return cmd

@@ -2,6 +2,7 @@ package compile
 
 import (
 	"fmt"
+	"unicode/utf8"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -157,7 +158,7 @@ func (ix *Index) endpoints(name string, t target, s subset) (*endpointv3.Cluster
 			if w.Status != nil && w.Status.Healthy {
 				health = corev3.HealthStatus_HEALTHY
 			}
-			md, err := structpb.NewStruct(map[string]any{"workload": w.Name, "identity": ix.identity(w)})
+			md, err := endpointMetadata(w.Name, ix.identity(w))
 			if err != nil {
 				return nil, err
 			}
@@ -173,6 +174,21 @@ func (ix *Index) endpoints(name string, t target, s subset) (*endpointv3.Cluster
 		cla.Endpoints = []*endpointv3.LocalityLbEndpoints{{LbEndpoints: lbs}}
 	}
 	return cla, nil
+}
+
+// endpointMetadata is an endpoint's "trellis" metadata: its workload and
+// identity. Built directly rather than with structpb.NewStruct, which goes
+// through a map[string]any: one endpoint per workload per rebuild.
+func endpointMetadata(workload, identity string) (*structpb.Struct, error) {
+	for _, s := range []string{workload, identity} {
+		if !utf8.ValidString(s) {
+			return nil, fmt.Errorf("endpoint metadata: invalid UTF-8 in %q", s)
+		}
+	}
+	return &structpb.Struct{Fields: map[string]*structpb.Value{
+		"workload": structpb.NewStringValue(workload),
+		"identity": structpb.NewStringValue(identity),
+	}}, nil
 }
 
 // hasLabels reports whether labels contains every key/value of selector.

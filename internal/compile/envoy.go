@@ -56,9 +56,13 @@ func clusterALPN(p model.Protocol) []string {
 	return []string{alpnTCP}
 }
 
+// toAny packs m with a deterministic encoding (maps in key order), so equal
+// configurations carry equal bytes: the xDS server finds a recompiled,
+// unchanged resource by its encoding without decoding its Anys
+// (internal/xds/intern.go).
 func toAny(m proto.Message) (*anypb.Any, error) {
-	a, err := anypb.New(m)
-	if err != nil {
+	a := &anypb.Any{}
+	if err := anypb.MarshalFrom(a, m, proto.MarshalOptions{Deterministic: true}); err != nil {
 		return nil, fmt.Errorf("marshal %T: %w", m, err)
 	}
 	return a, nil

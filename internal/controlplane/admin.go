@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/pprof"
 	"strings"
 
 	"github.com/trellis-mesh/trellis/internal/api"
@@ -29,6 +30,12 @@ func (cp *ControlPlane) routes() http.Handler {
 	mux.HandleFunc("GET /v1/ca", cp.handleCAStatus)             // ca_admin.go
 	mux.HandleFunc("POST /v1/ca/rotate", cp.handleCARotate)     // ca_admin.go
 	mux.HandleFunc("GET /v1/xds/{ns}/{name}", cp.handleXDSDump) // xdsdump.go: what `trellis explain` falls back to
+	// Go profiles of the control plane (heap, allocations, CPU, goroutines).
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 	// Sidecar API: join token required.
 	mux.Handle("POST /v1/workloads", cp.withToken(cp.handleRegister))

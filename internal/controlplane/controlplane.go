@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -48,7 +49,11 @@ type Config struct {
 	CA ca.OperatorFiles
 	// BundleRefresh is how often sidecars fetch the trust bundle (default 30 s).
 	BundleRefresh time.Duration
-	Logger        *slog.Logger
+	// GCPercent is the Go GC percent of the process while Run runs (it is
+	// process wide; the previous value is restored when Run returns). 0:
+	// DefaultGCPercent, unless GOGC is set in the environment (memory.go).
+	GCPercent int
+	Logger    *slog.Logger
 }
 
 // ControlPlane is one running control plane.
@@ -93,6 +98,9 @@ func New(ctx context.Context, cfg Config) (*ControlPlane, error) {
 		return nil, err
 	}
 	if err := checkLoopback(cfg.AdminAddr, adminToken != nil); err != nil {
+		return nil, err
+	}
+	if _, _, err := gcPercent(cfg.GCPercent, os.Getenv); err != nil {
 		return nil, err
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
@@ -171,6 +179,10 @@ func (cp *ControlPlane) closeListeners() {
 // Run serves until ctx ends, then shuts everything down and closes the store.
 func (cp *ControlPlane) Run(ctx context.Context) error {
 	defer func() { _ = cp.store.Close() }()
+	if percent, ok, _ := gcPercent(cp.cfg.GCPercent, os.Getenv); ok { // checked by New
+		defer debug.SetGCPercent(debug.SetGCPercent(percent))
+		cp.logger.Debug("memory settings", "gc_percent", percent)
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 

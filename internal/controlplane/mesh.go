@@ -1,8 +1,8 @@
 package controlplane
 
 import (
-	"bytes"
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"log/slog"
 
@@ -28,18 +28,22 @@ type meshModel struct {
 // workloadEntry is one registered workload. w is immutable once stored: a
 // health change stores a new copy, so an Index built earlier is unaffected.
 type workloadEntry struct {
-	rev  uint64
-	data []byte
-	w    *model.Workload // Status: as last compiled
+	rev uint64
+	sum recordSum       // of the stored bytes: a write that changes nothing is ignored
+	w   *model.Workload // Status: as last compiled
 }
 
 // configEntry is one routing, policy or rate limit object.
 type configEntry struct {
 	rev   uint64
-	data  []byte
+	sum   recordSum
 	obj   model.Object
 	hosts []model.ServiceRef // the services it shapes
 }
+
+// recordSum is the SHA-256 of a stored record's bytes. The model keeps it
+// instead of the bytes (10,000 workloads: 0.3 MB instead of 5.5).
+type recordSum [sha256.Size]byte
 
 // changeSet is what a batch of changes touched.
 type changeSet struct {
@@ -124,7 +128,8 @@ func (m *meshModel) apply(ev store.Event, cs *changeSet) {
 		}
 		return
 	}
-	if old != nil && bytes.Equal(old.data, rec.Data) {
+	sum := sha256.Sum256(rec.Data)
+	if old != nil && old.sum == sum {
 		old.rev = rec.Revision
 		return
 	}
@@ -133,7 +138,7 @@ func (m *meshModel) apply(ev store.Event, cs *changeSet) {
 		m.logger.Error("skipping unreadable stored object", "kind", rec.Kind, "name", rec.Name, "err", err)
 		return
 	}
-	e := &configEntry{rev: rec.Revision, data: rec.Data, obj: obj, hosts: configHosts(obj)}
+	e := &configEntry{rev: rec.Revision, sum: sum, obj: obj, hosts: configHosts(obj)}
 	m.configs[k] = e
 	markAll(cs.services, e.hosts)
 	m.markServers(obj, cs)
@@ -190,7 +195,8 @@ func (m *meshModel) applyWorkload(ev store.Event, cs *changeSet) {
 		}
 		return
 	}
-	if old != nil && bytes.Equal(old.data, rec.Data) {
+	sum := sha256.Sum256(rec.Data)
+	if old != nil && old.sum == sum {
 		old.rev = rec.Revision
 		return
 	}
@@ -203,7 +209,7 @@ func (m *meshModel) applyWorkload(ev store.Event, cs *changeSet) {
 		w.Status = old.w.Status
 		cs.services[serviceOf(old.w)] = true
 	}
-	m.workloads[rec.Name] = &workloadEntry{rev: rec.Revision, data: rec.Data, w: w}
+	m.workloads[rec.Name] = &workloadEntry{rev: rec.Revision, sum: sum, w: w}
 	delete(cs.removed, rec.Name)
 	cs.services[serviceOf(w)] = true
 	cs.proxies[rec.Name] = true

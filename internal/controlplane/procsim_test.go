@@ -49,6 +49,9 @@ func newMeshSimProcess(tb testing.TB, ctx context.Context, services, perService 
 	m.launch = func(ctx context.Context) {
 		cmd := exec.CommandContext(ctx, bin, "control", "--data-dir", data,
 			"--admin-addr", "127.0.0.1:0", "--xds-addr", "127.0.0.1:0", "--health-ttl", "10m")
+		if *scaleCPEnv != "" {
+			cmd.Env = append(os.Environ(), strings.Fields(*scaleCPEnv)...)
+		}
 		cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 		cmd.WaitDelay = 10 * time.Second
 		stderr, err := cmd.StderrPipe()

@@ -4,7 +4,10 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"strconv"
@@ -28,6 +31,9 @@ var (
 	scaleRounds     = flag.Int("cpscale.rounds", 5, "measured changes of each kind")
 	scaleHeap       = flag.String("cpscale.heapprofile", "", "write a heap profile here at the memory measurement")
 	scaleProcess    = flag.Bool("cpscale.process", false, "run the control plane as a `trellis control` process (its own RSS)")
+	scaleCPEnv      = flag.String("cpscale.cpenv", "", "with -cpscale.process: extra environment of the control plane process, space-separated NAME=VALUE (e.g. GOGC=50)")
+	scaleCPUSeconds = flag.Int("cpscale.cpuseconds", 8, "with -cpscale.cpprofile: seconds of CPU profile taken after the initial sync")
+	scaleCPProfile  = flag.String("cpscale.cpprofile", "", "with -cpscale.process: write the control plane's heap profiles (after the initial sync and at the end) and MemStats into this directory")
 )
 
 // BenchmarkControlPlaneScale starts the real control plane, connects the
@@ -54,6 +60,9 @@ func BenchmarkControlPlaneScale(b *testing.B) {
 	b.Logf("mesh: %d services × %d workloads = %d endpoints, %d connected proxies", services, per, services*per, len(m.clients))
 	b.Logf("initial sync (control plane start, full compile, %d clients connected and synced): %v", len(m.clients), syncTime)
 	b.ReportMetric(syncTime.Seconds(), "initial-sync-s")
+	m.logProcessMemory(b, "after the initial sync")
+	m.writeProfiles(b, ctx, "sync")
+	cpuDone := m.profileCPU(b, ctx)
 
 	report := func(kind string, rs []roundResult) {
 		var all []time.Duration
@@ -121,7 +130,11 @@ func BenchmarkControlPlaneScale(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		b.Logf("memory (trellis control process alone): VmRSS %d MB, peak VmHWM %d MB", rss>>20, peak>>20)
+		cpu := processCPU(m.proc.Process.Pid)
+		<-cpuDone
+		m.writeProfiles(b, ctx, "end")
+		b.Logf("memory (trellis control process alone): VmRSS %d MB, peak VmHWM %d MB; CPU %.2f s", rss>>20, peak>>20, cpu.Seconds())
+		b.ReportMetric(cpu.Seconds(), "cp-cpu-s")
 		b.ReportMetric(float64(rss>>20), "cp-rss-MB")
 		b.ReportMetric(float64(peak>>20), "cp-peak-rss-MB")
 		return
@@ -142,6 +155,95 @@ func BenchmarkControlPlaneScale(b *testing.B) {
 	b.ReportMetric(float64(ms.HeapInuse>>20), "heap-MB")
 	b.ReportMetric(float64(rss>>20), "rss-MB")
 	b.ReportMetric(float64(m.cp.compiles.Load()), "compiles")
+}
+
+// logProcessMemory logs the control plane process's VmRSS and VmHWM (process mode only).
+func (m *meshSim) logProcessMemory(tb testing.TB, when string) {
+	if m.proc == nil {
+		return
+	}
+	if rss, peak, err := processMemory(m.proc.Process.Pid); err == nil {
+		tb.Logf("memory %s (trellis control process alone): VmRSS %d MB, peak VmHWM %d MB; CPU %.2f s", when, rss>>20, peak>>20, processCPU(m.proc.Process.Pid).Seconds())
+	}
+}
+
+// processCPU is the user+system CPU time a process has used (0 if unknown).
+func processCPU(pid int) time.Duration {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name (which may hold spaces) in parentheses.
+	_, rest, ok := strings.Cut(string(data), ") ")
+	if !ok {
+		return 0
+	}
+	f := strings.Fields(rest)
+	if len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseUint(f[11], 10, 64)
+	stime, _ := strconv.ParseUint(f[12], 10, 64)
+	return time.Duration(utime+stime) * time.Second / 100 // USER_HZ is 100 on Linux
+}
+
+// writeProfiles saves the control plane's heap profile (after a GC), its
+// MemStats (the text form's trailer) and its goroutines into
+// -cpscale.cpprofile, as heap-WHEN.pb.gz, heap-WHEN.txt and
+// goroutine-WHEN.txt (process mode only).
+func (m *meshSim) writeProfiles(tb testing.TB, ctx context.Context, when string) {
+	dir := *scaleCPProfile
+	if dir == "" || m.proc == nil {
+		return
+	}
+	for _, f := range []struct{ path, file string }{
+		{"heap?debug=1", "heap-" + when + ".txt"},
+		{"heap?gc=1", "heap-" + when + ".pb.gz"},
+		{"goroutine?debug=1", "goroutine-" + when + ".txt"},
+	} {
+		if err := fetchToFile(ctx, m.adminURL+"/debug/pprof/"+f.path, filepath.Join(dir, f.file)); err != nil {
+			tb.Errorf("control plane heap profile: %v", err)
+		}
+	}
+}
+
+// profileCPU starts a CPU profile of the control plane over the measured
+// changes (-cpscale.cpprofile, process mode), written to cpu.pb.gz; the
+// channel is closed when it is written (at once without a profile).
+func (m *meshSim) profileCPU(tb testing.TB, ctx context.Context) <-chan struct{} {
+	done := make(chan struct{})
+	if *scaleCPProfile == "" || m.proc == nil {
+		close(done)
+		return done
+	}
+	go func() {
+		defer close(done)
+		url := m.adminURL + "/debug/pprof/profile?seconds=" + strconv.Itoa(*scaleCPUSeconds)
+		if err := fetchToFile(ctx, url, filepath.Join(*scaleCPProfile, "cpu.pb.gz")); err != nil {
+			tb.Errorf("control plane CPU profile: %v", err)
+		}
+	}()
+	return done
+}
+
+func fetchToFile(ctx context.Context, url, path string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("get %s: %w", url, err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("get %s: %s", url, resp.Status)
+	}
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return fmt.Errorf("get %s: %w", url, err)
+	}
+	return os.WriteFile(path, data, 0o600)
 }
 
 func writeHeapProfile(path string) error {

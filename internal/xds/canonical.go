@@ -2,6 +2,7 @@ package xds
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"fmt"
 	"sync"
 
@@ -23,45 +24,40 @@ func canonicalBytes(m proto.Message) ([]byte, error) { return (*anyMemo)(nil).ca
 // The same Any (a router filter, a service's TLS context) appears in many
 // proxies' resources, so most lookups hit and m needs neither a clone nor a
 // re-encoding of its Anys. A nil memo remembers nothing. Bounded: it is
-// emptied when full.
+// emptied when full. Whole resources are remembered by resourceTable
+// (intern.go).
 type anyMemo struct {
 	mu sync.Mutex
-	m  map[string][]byte // type URL + "\x00" + value → canonical value
-	// byRes holds the canonical bytes of whole resources by identity: a
-	// compiler may hand the same resource (a service's cluster and
-	// endpoints) to many nodes. Resources given to SetResources are never
-	// modified afterwards, and a key held here cannot be freed and reused.
-	byRes map[proto.Message][]byte
+	// m maps type URL → value → canonical value: two levels, so a lookup
+	// (m[url][string(value)]) allocates no key.
+	m map[string]map[string][]byte
+	n int // entries in m
+	// holdsAny remembers mayHoldAny per message type.
+	holdsAny map[protoreflect.FullName]bool
 }
 
 const anyMemoMax = 8192
 
 func newAnyMemo() *anyMemo {
-	return &anyMemo{m: map[string][]byte{}, byRes: map[proto.Message][]byte{}}
+	return &anyMemo{m: map[string]map[string][]byte{}, holdsAny: map[protoreflect.FullName]bool{}}
 }
 
-// resourceBytes is canonicalBytes remembered by resource identity.
-func (c *anyMemo) resourceBytes(m proto.Message) ([]byte, error) {
-	if c == nil {
-		return canonicalBytes(m)
+// canonicalDigest is the SHA-256 of canonicalBytes(m), given plain, m's
+// deterministic encoding: the same bytes unless some Any in m is not
+// canonical.
+func (c *anyMemo) canonicalDigest(m proto.Message, plain []byte) (digest, error) {
+	dirty, err := c.needsCanonical(m.ProtoReflect())
+	if err != nil {
+		return digest{}, err
 	}
-	c.mu.Lock()
-	got, ok := c.byRes[m]
-	c.mu.Unlock()
-	if ok {
-		return got, nil
+	if !dirty {
+		return sha256.Sum256(plain), nil
 	}
 	b, err := c.canonicalBytes(m)
 	if err != nil {
-		return nil, err
+		return digest{}, err
 	}
-	c.mu.Lock()
-	if len(c.byRes) >= anyMemoMax {
-		clear(c.byRes)
-	}
-	c.byRes[m] = b
-	c.mu.Unlock()
-	return b, nil
+	return sha256.Sum256(b), nil
 }
 
 func (c *anyMemo) canonicalBytes(m proto.Message) ([]byte, error) {
@@ -79,34 +75,82 @@ func (c *anyMemo) canonicalBytes(m proto.Message) ([]byte, error) {
 	return proto.MarshalOptions{Deterministic: true}.Marshal(m)
 }
 
-// eachMessage calls f for every message directly held by m's fields, until f
-// returns false or an error.
-func eachMessage(m protoreflect.Message, f func(protoreflect.Message) error) error {
+// eachMessage calls f for every message directly held by m's fields that
+// may hold an Any (itself or deeper: mayHoldAny), until f returns an error.
+// Skipping the others (a Struct of metadata, an address) keeps the walk to
+// the few paths where an Any can be.
+func (c *anyMemo) eachMessage(m protoreflect.Message, f func(protoreflect.Message) error) error {
 	var err error
 	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
 		switch {
 		case fd.IsMap():
-			if fd.MapValue().Message() == nil {
+			if md := fd.MapValue().Message(); md == nil || !c.mayHoldAny(md) {
 				return true
 			}
 			v.Map().Range(func(_ protoreflect.MapKey, mv protoreflect.Value) bool {
 				err = f(mv.Message())
 				return err == nil
 			})
+		case fd.Message() == nil || !c.mayHoldAny(fd.Message()):
 		case fd.IsList():
-			if fd.Message() == nil {
-				return true
-			}
 			list := v.List()
 			for i := 0; i < list.Len() && err == nil; i++ {
 				err = f(list.Get(i).Message())
 			}
-		case fd.Message() != nil:
+		default:
 			err = f(v.Message())
 		}
 		return err == nil
 	})
 	return err
+}
+
+// mayHoldAny reports whether a message of type md is an Any or can hold one
+// at some depth, remembered per type (a nil memo works it out every time).
+func (c *anyMemo) mayHoldAny(md protoreflect.MessageDescriptor) bool {
+	if c != nil {
+		c.mu.Lock()
+		got, ok := c.holdsAny[md.FullName()]
+		c.mu.Unlock()
+		if ok {
+			return got
+		}
+	}
+	got := reachesAny(md)
+	if c != nil {
+		c.mu.Lock()
+		c.holdsAny[md.FullName()] = got
+		c.mu.Unlock()
+	}
+	return got
+}
+
+// reachesAny walks the graph of message types reachable from md's fields.
+func reachesAny(md protoreflect.MessageDescriptor) bool {
+	seen := map[protoreflect.FullName]bool{}
+	stack := []protoreflect.MessageDescriptor{md}
+	for len(stack) > 0 {
+		md := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if md.FullName() == anyName {
+			return true
+		}
+		if seen[md.FullName()] {
+			continue
+		}
+		seen[md.FullName()] = true
+		fields := md.Fields()
+		for i := range fields.Len() {
+			fd := fields.Get(i)
+			if fd.IsMap() {
+				fd = fd.MapValue()
+			}
+			if sub := fd.Message(); sub != nil && !seen[sub.FullName()] {
+				stack = append(stack, sub)
+			}
+		}
+	}
+	return false
 }
 
 // errDirty stops a walk once one Any is found not canonical.
@@ -118,7 +162,7 @@ func (c *anyMemo) needsCanonical(m protoreflect.Message) (bool, error) {
 	var visit func(protoreflect.Message) error
 	visit = func(m protoreflect.Message) error {
 		if m.Descriptor().FullName() != anyName {
-			return eachMessage(m, visit)
+			return c.eachMessage(m, visit)
 		}
 		a, ok := m.Interface().(*anypb.Any)
 		if !ok {
@@ -133,7 +177,7 @@ func (c *anyMemo) needsCanonical(m protoreflect.Message) (bool, error) {
 		}
 		return nil
 	}
-	err := eachMessage(m, visit)
+	err := c.eachMessage(m, visit)
 	if err == errDirty { //nolint:errorlint // sentinel of this walk, never wrapped
 		return true, nil
 	}
@@ -141,7 +185,7 @@ func (c *anyMemo) needsCanonical(m protoreflect.Message) (bool, error) {
 }
 
 func (c *anyMemo) canonicalizeFields(m protoreflect.Message) error {
-	return eachMessage(m, c.canonicalizeMessage)
+	return c.eachMessage(m, c.canonicalizeMessage)
 }
 
 func (c *anyMemo) canonicalizeMessage(m protoreflect.Message) error {
@@ -163,11 +207,9 @@ func (c *anyMemo) canonicalizeMessage(m protoreflect.Message) error {
 // canonicalAny returns the canonical encoding of a's content (its value as
 // is when the type is unknown or the content unparsable).
 func (c *anyMemo) canonicalAny(a *anypb.Any) ([]byte, error) {
-	var key string
 	if c != nil {
-		key = a.GetTypeUrl() + "\x00" + string(a.GetValue())
 		c.mu.Lock()
-		got, ok := c.m[key]
+		got, ok := c.m[a.GetTypeUrl()][string(a.GetValue())]
 		c.mu.Unlock()
 		if ok {
 			return got, nil
@@ -186,10 +228,19 @@ func (c *anyMemo) canonicalAny(a *anypb.Any) ([]byte, error) {
 	}
 	if c != nil {
 		c.mu.Lock()
-		if len(c.m) >= anyMemoMax {
+		if c.n >= anyMemoMax {
 			clear(c.m)
+			c.n = 0
 		}
-		c.m[key] = b
+		byValue := c.m[a.GetTypeUrl()]
+		if byValue == nil {
+			byValue = map[string][]byte{}
+			c.m[a.GetTypeUrl()] = byValue
+		}
+		if _, ok := byValue[string(a.GetValue())]; !ok {
+			byValue[string(a.GetValue())] = b
+			c.n++
+		}
 		c.mu.Unlock()
 	}
 	return b, nil

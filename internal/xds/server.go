@@ -11,7 +11,9 @@
 //	                                  ▼
 //	                               tracker ──► NodeStatus, OnNodeConnect
 //
-// The sidecar's side of the stream lives in the client sub-package.
+// Equal resources given for different nodes, or again after a recompile,
+// are held once (intern.go). The sidecar's side of the stream lives in the
+// client sub-package.
 package xds
 
 import (
@@ -67,7 +69,7 @@ type Server struct {
 	opts    ServerOptions
 	cache   cachev3.SnapshotCache
 	tracker *tracker
-	memo    *anyMemo // canonical Any encodings, shared by every node's snapshots
+	table   *resourceTable // interned resources and their digests, shared by every node's snapshots
 }
 
 // NewServer returns a Server with an empty snapshot cache.
@@ -81,7 +83,7 @@ func NewServer(opts ServerOptions) *Server {
 		opts:    opts,
 		cache:   cachev3.NewSnapshotCache(true, cachev3.IDHash{}, gcpLogger{logger.With("lib", "go-control-plane")}),
 		tracker: newTracker(logger),
-		memo:    newAnyMemo(),
+		table:   newResourceTable(),
 	}
 }
 
@@ -91,12 +93,14 @@ func NewServer(opts ServerOptions) *Server {
 // consistent: every ClusterLoadAssignment is named by an EDS cluster and every
 // RouteConfiguration by a listener's RDS, and the other way round.
 // The set's resources must not be modified afterwards (the cache serves them
-// as they are); the same resource may be given to several nodes.
+// as they are); the same resource may be given to several nodes. A resource
+// equal to one already served (to any node) is replaced by that one, so
+// equal content is held once (intern.go).
 func (s *Server) SetResources(node string, set *resources.Set) error {
 	if node == "" {
 		return errors.New("xds: set resources: empty node id")
 	}
-	snap, err := buildSnapshotMemo(set, s.memo)
+	snap, err := buildSnapshotIn(set, s.table)
 	if err != nil {
 		return fmt.Errorf("xds: set resources for node %q: %w", node, err)
 	}

@@ -25,10 +25,12 @@ var typeOrder = []struct{ url, short string }{
 
 // buildSnapshot turns a Set into a go-control-plane snapshot whose per-type
 // version is a content hash of that type's resources.
-func buildSnapshot(set *resources.Set) (*cachev3.Snapshot, error) { return buildSnapshotMemo(set, nil) }
+func buildSnapshot(set *resources.Set) (*cachev3.Snapshot, error) { return buildSnapshotIn(set, nil) }
 
-// buildSnapshotMemo is buildSnapshot with a memo of canonical Any encodings.
-func buildSnapshotMemo(set *resources.Set, memo *anyMemo) (*cachev3.Snapshot, error) {
+// buildSnapshotIn is buildSnapshot with resources interned in table (nil:
+// none): the snapshot may hold, instead of a resource of set, an equal one
+// given earlier.
+func buildSnapshotIn(set *resources.Set, table *resourceTable) (*cachev3.Snapshot, error) {
 	if set == nil {
 		return nil, errors.New("nil resource set")
 	}
@@ -40,19 +42,19 @@ func buildSnapshotMemo(set *resources.Set, memo *anyMemo) (*cachev3.Snapshot, er
 		snap.Resources[index] = cachev3.NewResources(version, items)
 		return nil
 	}
-	items, version, err := hashed(memo, set.Listeners)
+	items, version, err := hashed(table.listenerTable(), table.anyMemo(), set.Listeners)
 	if err := add(types.Listener, resources.ListenerType, items, version, err); err != nil {
 		return nil, err
 	}
-	items, version, err = hashed(memo, set.Routes)
+	items, version, err = hashed(table.routeTable(), table.anyMemo(), set.Routes)
 	if err := add(types.Route, resources.RouteType, items, version, err); err != nil {
 		return nil, err
 	}
-	items, version, err = hashed(memo, set.Clusters)
+	items, version, err = hashed(table.clusterTable(), table.anyMemo(), set.Clusters)
 	if err := add(types.Cluster, resources.ClusterType, items, version, err); err != nil {
 		return nil, err
 	}
-	items, version, err = hashed(memo, set.Endpoints)
+	items, version, err = hashed(table.endpointTable(), table.anyMemo(), set.Endpoints)
 	if err := add(types.Endpoint, resources.EndpointType, items, version, err); err != nil {
 		return nil, err
 	}
@@ -62,27 +64,31 @@ func buildSnapshotMemo(set *resources.Set, memo *anyMemo) (*cachev3.Snapshot, er
 	return snap, nil
 }
 
-// hashed returns the resources of one type in name order and their version:
-// the first 16 hex digits of a SHA-256 over each name and its canonical
-// proto encoding. Equal contents give equal versions.
-func hashed[M proto.Message](memo *anyMemo, m map[string]M) ([]types.Resource, string, error) {
+// hashed returns the resources of one type in name order, interned in t,
+// and their version: the first 16 hex digits of a SHA-256 over each name and the
+// digest of its canonical proto encoding. Equal contents give equal
+// versions.
+func hashed[T any, M interface {
+	*T
+	proto.Message
+}](t *internTable[T], anys *anyMemo, m map[string]M) ([]types.Resource, string, error) {
 	h := sha256.New()
 	items := make([]types.Resource, 0, len(m))
 	for _, name := range resources.SortedKeys(m) {
 		res := m[name]
-		if any(res) == nil || !res.ProtoReflect().IsValid() {
+		if res == nil || !res.ProtoReflect().IsValid() {
 			return nil, "", fmt.Errorf("resource %q is nil", name)
 		}
 		if got := cachev3.GetResourceName(res); got != name {
 			return nil, "", fmt.Errorf("resource keyed %q is named %q", name, got)
 		}
-		buf, err := memo.resourceBytes(res)
+		served, d, err := intern(t, anys, res)
 		if err != nil {
 			return nil, "", fmt.Errorf("resource %q: marshal: %w", name, err)
 		}
 		writeField(h, []byte(name))
-		writeField(h, buf)
-		items = append(items, res)
+		writeField(h, d[:])
+		items = append(items, served)
 	}
 	return items, hex.EncodeToString(h.Sum(nil)[:8]), nil
 }

@@ -4,10 +4,14 @@ import (
 	"fmt"
 	"testing"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/trellis-mesh/trellis/internal/xds/resources"
@@ -86,31 +90,53 @@ func TestCombinedVersion(t *testing.T) {
 	}
 }
 
-// TestMemoMatchesCanonical checks that the memo (by Any content and by
-// resource identity) gives the same bytes as the plain canonical encoding,
-// and that a resource given twice is hashed to the same version.
+// TestMemoMatchesCanonical checks that the Any memo gives the same bytes as
+// the plain canonical encoding, for the same resource and for another one
+// of equal content.
 func TestMemoMatchesCanonical(t *testing.T) {
 	memo := newAnyMemo()
-	l := listenerWithMap(t)
-	want, err := canonicalBytes(l)
+	want, err := canonicalBytes(listenerWithMap(t))
 	if err != nil {
 		t.Fatal(err)
 	}
+	l := listenerWithMap(t)
 	for i := range 3 {
-		got, err := memo.resourceBytes(l)
-		if err != nil {
-			t.Fatal(err)
+		for _, m := range []*listenerv3.Listener{l, listenerWithMap(t)} {
+			got, err := memo.canonicalBytes(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(got) != string(want) {
+				t.Fatalf("memo pass %d: bytes differ from canonicalBytes", i)
+			}
 		}
-		if string(got) != string(want) {
-			t.Fatalf("memo pass %d: bytes differ from canonicalBytes", i)
-		}
-		other := listenerWithMap(t) // equal content, another identity
-		got, err = memo.canonicalBytes(other)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if string(got) != string(want) {
-			t.Fatalf("memo pass %d: equal content, different bytes", i)
+	}
+}
+
+// TestMayHoldAny: the canonical walk descends only into types that can hold
+// an Any; a wrong "false" would leave map-ordered Any bytes in the hash.
+func TestMayHoldAny(t *testing.T) {
+	tests := []struct {
+		msg  proto.Message
+		want bool
+	}{
+		{&anypb.Any{}, true},
+		{&listenerv3.Listener{}, true},              // filter chains → filters → typed_config
+		{&routev3.RouteConfiguration{}, true},       // typed_per_filter_config
+		{&structpb.Struct{}, false},                 // recursive, and no Any anywhere
+		{&durationpb.Duration{}, false},             // a leaf
+		{&hcmv3.HttpConnectionManager{}, true},      // http_filters
+		{&corev3.SocketAddress{}, false},            // an endpoint's address
+		{&endpointv3.ClusterLoadAssignment{}, true}, // typed_filter_metadata
+	}
+	for _, memo := range []*anyMemo{nil, newAnyMemo()} {
+		for range 2 { // the second pass reads what the memo remembered
+			for _, tc := range tests {
+				md := tc.msg.ProtoReflect().Descriptor()
+				if got := memo.mayHoldAny(md); got != tc.want {
+					t.Errorf("mayHoldAny(%s) = %v, want %v (memo %v)", md.FullName(), got, tc.want, memo != nil)
+				}
+			}
 		}
 	}
 }

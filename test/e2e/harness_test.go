@@ -43,11 +43,15 @@ func runMain(m *testing.M) int {
 	defer os.RemoveAll(dir)
 	trellisBin = filepath.Join(dir, "trellis")
 	args := []string{"build", "-o", trellisBin}
+	env := os.Environ()
 	if os.Getenv("E2E_RACE") != "" {
-		args = append(args, "-race")
+		args = append(args, "-race") // needs cgo: this binary links dynamically
+	} else {
+		env = append(env, "CGO_ENABLED=0") // as `make build` ships it: static
 	}
 	cmd := exec.Command("go", append(args, "./cmd/trellis")...)
 	cmd.Dir = repoRoot
+	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "build trellis:", err)
