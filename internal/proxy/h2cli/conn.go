@@ -55,14 +55,15 @@ type conn struct {
 	mu            sync.Mutex
 	streams       map[uint32]*stream
 	nextID        uint32
-	active        int    // open streams
-	reserved      int    // slots the pool handed out, not yet streams
-	started       uint32 // slots handed out in all (max requests)
-	maxConcurrent uint32 // the server's SETTINGS_MAX_CONCURRENT_STREAMS
-	peerWindow    int32  // the server's SETTINGS_INITIAL_WINDOW_SIZE
-	maxFrame      uint32 // the server's SETTINGS_MAX_FRAME_SIZE
-	peerMaxList   uint64 // the server's SETTINGS_MAX_HEADER_LIST_SIZE (0: unlimited)
-	sendWindow    int64  // connection send window
+	active        int          // open streams
+	inflight      atomic.Int32 // active, readable without mu (write batching)
+	reserved      int          // slots the pool handed out, not yet streams
+	started       uint32       // slots handed out in all (max requests)
+	maxConcurrent uint32       // the server's SETTINGS_MAX_CONCURRENT_STREAMS
+	peerWindow    int32        // the server's SETTINGS_INITIAL_WINDOW_SIZE
+	maxFrame      uint32       // the server's SETTINGS_MAX_FRAME_SIZE
+	peerMaxList   uint64       // the server's SETTINGS_MAX_HEADER_LIST_SIZE (0: unlimited)
+	sendWindow    int64        // connection send window
 	flowWaiters   []*stream
 	draining      bool // takes no new stream; closes when the last ends
 	goAway        bool

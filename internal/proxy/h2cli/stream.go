@@ -103,6 +103,7 @@ func (c *conn) roundTrip(s *stream) (*http.Response, error) {
 	c.nextID += 2
 	c.reserved--
 	c.active++
+	c.inflight.Add(1)
 	c.streams[s.id] = s
 	s.sendWindow = int64(c.peerWindow)
 	s.inAvail = int64(c.o.StreamWindow)
@@ -281,6 +282,7 @@ func (c *conn) removeStreamLocked(s *stream) {
 	s.closed = true
 	delete(c.streams, s.id)
 	c.active--
+	c.inflight.Add(-1)
 	s.wakeSend()
 }
 

@@ -1,6 +1,8 @@
 package h2cli
 
 import (
+	"runtime"
+
 	"golang.org/x/net/http2"
 )
 
@@ -73,6 +75,16 @@ func (c *conn) lockWrite() {
 
 func (c *conn) unlockWrite() error {
 	c.drainControlLocked()
+	if c.writers.Load() == 1 && c.werr == nil && c.bw.Buffered() > 0 && c.inflight.Load() > 1 {
+		// The last writer out lets the goroutines ready to run go first
+		// when other streams are open, staying counted so that none of
+		// them flushes: their requests join this batch (one write, one TLS
+		// record). A lone stream does not yield (nothing to batch).
+		c.wmu.Unlock()
+		runtime.Gosched()
+		c.wmu.Lock()
+		c.drainControlLocked()
+	}
 	if c.writers.Add(-1) == 0 && c.werr == nil {
 		c.werr = c.bw.Flush()
 	}

@@ -113,6 +113,7 @@ func (c *conn) openStream(st *stream) error {
 	switch {
 	case start:
 		c.running++
+		c.w.busy.Add(1)
 		if c.idle > 0 {
 			c.idle--
 			handoff = true

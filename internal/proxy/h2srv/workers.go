@@ -33,6 +33,7 @@ func (c *conn) nextStream() *stream {
 		c.queue = nil
 	}
 	c.running--
+	c.w.busy.Add(-1)
 	if c.closing || c.idle >= maxIdleWorkers {
 		c.smu.Unlock()
 		return nil
