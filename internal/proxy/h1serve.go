@@ -151,10 +151,25 @@ func (dc *downConn) awaitRequest(first bool) bool {
 	} else {
 		// Also bounds the head if it arrives whole, and a local reply;
 		// onHeadWait tightens it for a head that arrives in pieces.
-		dc.setDeadline(time.Now().Add(idleTimeout))
+		dc.setDeadline(keepAliveDeadline(time.Now(), dc.dl))
 	}
 	err := dc.rd.fill()
 	return dc.idle.CompareAndSwap(idleStateIdle, idleStateActive) && err == nil
+}
+
+// keepAliveDeadline is the deadline of a kept-alive connection waiting for
+// its next request: idleTimeout from now, give or take idleSlack. The
+// current deadline stays while it lies within [now+idleTimeout,
+// now+idleTimeout+slack], as the stream idle timeout's does when both are
+// at their default of 5 minutes: a busy connection then moves its deadline
+// (a runtime timer update) once per slack, not twice per request.
+func keepAliveDeadline(now, cur time.Time) time.Time {
+	lo := now.Add(idleTimeout)
+	hi := lo.Add(idleSlack(idleTimeout))
+	if !cur.Before(lo) && !cur.After(hi) {
+		return cur
+	}
+	return hi
 }
 
 // onHeadWait gives the rest of a partly received head readHeaderTimeout.
