@@ -38,6 +38,9 @@ last of them or in --ca-bundle, which may also hold other roots to keep trusted.
 			if insecureAdmin {
 				return fmt.Errorf("--insecure-admin was removed: give --admin-token-file to listen on a non-loopback address")
 			}
+			if cfg.GCPercent < 0 {
+				return fmt.Errorf("--gc-percent: %d: want a positive percent, or 0 for the default (%d, or $GOGC if set)", cfg.GCPercent, controlplane.DefaultGCPercent)
+			}
 			cfg.Logger = g.logger()
 			cp, err := controlplane.New(cmd.Context(), cfg)
 			if err != nil {
